@@ -1,0 +1,178 @@
+"""Per-item and per-user text fields (``ItemTable``, ``UserTable``) and template rendering."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmrec.data.idmap import IdMap
+from lmrec.errors import ConfigError, DataError
+
+_SEPARATORS = " \t.,;:|-/"
+
+
+class FieldTable:
+    """Named string fields for every id of an ``IdMap``; a missing value is the empty string."""
+
+    kind = "row"
+
+    def __init__(self, ids: IdMap, fields: Mapping[str, Sequence[Any] | np.ndarray] | None = None):
+        self.ids = ids
+        self._fields: dict[str, np.ndarray] = {}
+        for name, values in (fields or {}).items():
+            self[name] = values
+
+    def __setitem__(self, name: str, values: Sequence[Any] | np.ndarray) -> None:
+        arr = _clean_strings(values)
+        if len(arr) != len(self.ids):
+            raise DataError(f"{self.kind} field {name!r} has {len(arr)} values for {len(self.ids)} {self.kind}s")
+        self._fields[name] = arr
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._fields:
+            raise ConfigError(f"unknown {self.kind} field {name!r}; available: {', '.join(self.fields) or 'none'}")
+        return self._fields[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._fields
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={len(self)}, fields={self.fields})"
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self._fields)
+
+    def coverage(self) -> dict[str, float]:
+        """Share of rows with a non-empty value, per field."""
+        n = max(len(self), 1)
+        return {name: float((arr != "").sum()) / n for name, arr in self._fields.items()}
+
+    def has_text(self, fields: Sequence[str] | None = None) -> np.ndarray:
+        """Boolean mask ``[n]``: True where at least one of ``fields`` (default: all) is non-empty."""
+        names = list(fields) if fields is not None else self.fields
+        mask = np.zeros(len(self), dtype=bool)
+        for name in names:
+            mask |= self[name] != ""
+        return mask
+
+    def subset(self, indices: np.ndarray) -> FieldTable:
+        """Rows at ``indices`` (in that order) over the matching sub-map of ids."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return type(self)(self.ids.subset(idx), {n: a[idx] for n, a in self._fields.items()})
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per id: ``id`` (raw) plus one column per field."""
+        return pd.DataFrame({"id": self.ids.to_list(), **{n: a for n, a in self._fields.items()}})
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, ids: IdMap | None = None, id_column: str = "id") -> FieldTable:
+        """Build from a frame with an id column; rows are aligned to ``ids`` (absent ids get empty fields)."""
+        if id_column not in frame.columns:
+            raise DataError(f"{cls.kind} table has no {id_column!r} column; columns: {list(frame.columns)}")
+        raw = frame[id_column].to_numpy()
+        fields = [c for c in frame.columns if c != id_column]
+        if ids is None:
+            ids = IdMap(raw, name=cls.kind)
+            return cls(ids, {c: frame[c].to_numpy() for c in fields})
+        loc = ids.indices(raw, missing="-1")
+        keep = loc >= 0
+        out = cls(ids)
+        for c in fields:
+            col = np.full(len(ids), "", dtype=object)
+            col[loc[keep]] = _clean_strings(frame[c].to_numpy()[keep])
+            out[c] = col
+        return out
+
+    def equals(self, other: FieldTable) -> bool:
+        return (
+            type(self) is type(other) and self.ids == other.ids and self.fields == other.fields
+            and all(np.array_equal(self[f], other[f]) for f in self.fields)
+        )
+
+
+class ItemTable(FieldTable):
+    """Text fields per item (title, brand, categories, description, genres, domain, ...)."""
+
+    kind = "item"
+
+    def render(self, template: str, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
+        """Fill ``template`` (e.g. ``"{title}. Brand: {brand}"``) for each item (all, or ``indices``).
+
+        A field that is empty for an item is dropped together with the literal text just before it,
+        so ``"{title}. Brand: {brand}"`` renders as ``"Pen"`` (not ``"Pen. Brand: "``) when the brand is
+        missing. An item with every field empty renders as ``""``.
+        """
+        pieces = _parse_template(template, self.fields)
+        rows = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        columns = [(lit, self[field][rows] if field else None) for lit, field in pieces]
+        out = []
+        for r in range(len(rows)):
+            parts, kept_any, first_dropped = [], False, False
+            for pos, (lit, col) in enumerate(columns):
+                if col is None:  # trailing literal after the last field
+                    if kept_any:
+                        parts.append(lit)
+                    continue
+                value = col[r]
+                if value:
+                    parts.append(lit + value)
+                    kept_any = True
+                elif pos == 0:
+                    first_dropped = True
+            text = "".join(parts).strip()
+            if first_dropped:
+                text = text.lstrip(_SEPARATORS)
+            out.append(text)
+        return out
+
+
+class UserTable(FieldTable):
+    """Fields per user (demographics, review texts, ...)."""
+
+    kind = "user"
+
+
+def _parse_template(template: str, fields: list[str]) -> list[tuple[str, str | None]]:
+    """Split a template into (literal before, field) pieces; a final (literal, None) holds the tail."""
+    pieces: list[tuple[str, str | None]] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"bad text template {template!r}: {exc}") from None
+    for literal, field, spec, conv in parsed:
+        if field is None:
+            pieces.append((literal, None))
+            continue
+        if spec or conv or not field:
+            raise ConfigError(f"template fields must be plain names like {{title}}; got {{{field}}} in {template!r}")
+        if field not in fields:
+            raise ConfigError(f"template {template!r} names field {field!r}; available: {', '.join(fields)}")
+        pieces.append((literal, field))
+    if not any(f for _, f in pieces):
+        raise ConfigError(f"template {template!r} names no field; write e.g. '{{title}}'")
+    return pieces
+
+
+def _clean_strings(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Object array of stripped strings; None / NaN / missing become ''."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.to_numpy()
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v):
+            out[i] = ""
+        elif isinstance(v, str):
+            out[i] = v.strip()
+        elif isinstance(v, (list, tuple, np.ndarray)):
+            out[i] = ", ".join(str(x).strip() for x in v if x is not None and str(x).strip())
+        else:
+            out[i] = str(v).strip()
+    return out

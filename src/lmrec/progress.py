@@ -1,0 +1,36 @@
+"""The one helper through which library code shows progress (library code never prints)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+logger = logging.getLogger("lmrec")
+
+
+def progress_enabled() -> bool:
+    """Bars show on an interactive terminal unless ``LMREC_PROGRESS=0``; ``LMREC_PROGRESS=1`` forces them."""
+    flag = os.environ.get("LMREC_PROGRESS")
+    if flag is not None:
+        return flag not in ("0", "false", "no", "")
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
+    """Wrap an iterable in a progress bar (on stderr) when progress is enabled."""
+    return iter(tqdm(iterable, desc=desc, total=total, unit=unit, disable=not progress_enabled(), leave=False))
+
+
+def progress_bar(desc: str, total: int | None, unit: str = "B") -> tqdm:
+    """A manually updated bar, e.g. for downloads (``unit="B"`` scales to kB/MB)."""
+    return tqdm(
+        desc=desc, total=total, unit=unit, unit_scale=True, unit_divisor=1024,
+        disable=not progress_enabled(), leave=False,
+    )
