@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from lmrec.config import validate
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.download import Download, download_to
@@ -137,9 +139,12 @@ class UserDatasetConfig(BaseModel):
 def _user_spec(name: str, folder: Path) -> DatasetSpec:
     path = folder / USER_CONFIG
     try:
-        cfg = UserDatasetConfig.model_validate(yaml.safe_load(path.read_text()) or {})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{path}: invalid dataset config ({' '.join(str(exc).split())[:300]})") from None
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (interactions, items, columns, ...)")
+    cfg = validate(UserDatasetConfig, raw, where=str(path))
     files = (USER_CONFIG, cfg.interactions) + ((cfg.items,) if cfg.items else ())
     return DatasetSpec(
         name, cfg.description, name, files,

@@ -1,0 +1,170 @@
+"""``lmrec`` command line: thin commands, one pipeline call each; errors print one line, no traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lmrec import __version__, pipeline
+from lmrec.config import validate
+from lmrec.data import PrepareConfig, Prepared, list_datasets
+from lmrec.data.datasets import download_dataset
+from lmrec.errors import LmrecError, one_line
+
+app = typer.Typer(
+    help="lmrec: language-model knowledge for recommender systems.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+datasets_app = typer.Typer(help="List, inspect, download and prepare datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+# Wide enough for paths and tables when output is piped (rich assumes 80 columns off a terminal).
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+DataDir = typer.Option(
+    None, "--data-dir", help="Folder holding one sub-folder per dataset (default: $LMREC_DATA, "
+    "else ~/.cache/lmrec/datasets).", file_okay=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what lmrec is doing."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@datasets_app.command("list")
+def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
+    """Known datasets: where each was found, or what is missing and how to get it."""
+    rows = list_datasets(data_dir)
+    table = Table("dataset", "status", "folder", "description")
+    for row in rows:
+        status = "[green]found[/]" if row["status"] == "found" else "[red]missing[/]"
+        table.add_row(row["name"], status, row["where"], row["description"])
+    out.print(table)
+    for row in rows:
+        if row["status"] != "found":
+            out.print(f"{row['name']}: missing {row['missing']}; to get it: {row['how_to_get']}")
+
+
+@datasets_app.command("info")
+def datasets_info(name: str = typer.Argument(..., help="Dataset name, e.g. movielens-100k."),
+                  data_dir: Optional[Path] = DataDir) -> None:
+    """Users, items, interactions, density, text coverage, sequence lengths and time range."""
+    info = pipeline.dataset_info(name, data_dir)
+    out.print(f"[bold]{info['name']}[/]: {info['description']}")
+    _print_stats(info)
+    out.print(f"predefined splits: {', '.join(info['predefined_splits']) or 'none'} "
+              f"(default split: {info['default_split']})")
+    cov = Table("item field", "coverage (used items)", "coverage (catalogue)")
+    for field, c in info["text_coverage"].items():
+        cov.add_row(field, f"{c:.2%}", f"{info['catalogue_text_coverage'][field]:.2%}")
+    out.print(cov)
+    if info["user_fields"]:
+        out.print(f"user fields: {', '.join(info['user_fields'])}")
+
+
+@datasets_app.command("prepare")
+def datasets_prepare(
+    name: str = typer.Argument(..., help="Dataset name."),
+    split: Optional[str] = typer.Option(
+        None, help="loo | temporal | random | cold-items | cold-users | predefined "
+        "(default: predefined where the dataset ships a split, else loo)."),
+    predefined: Optional[str] = typer.Option(None, help="Which predefined split (e.g. u1..u5, ua, ub for movielens-100k)."),
+    valid_frac: float = typer.Option(0.1, help="Share for validation (temporal/random/cold splits)."),
+    test_frac: float = typer.Option(0.1, help="Share for test (temporal/random/cold splits)."),
+    seed: int = typer.Option(0, help="Seed for random and cold-start splits."),
+    min_rating: Optional[float] = typer.Option(None, help="Keep ratings >= this (explicit -> implicit)."),
+    positives_only: bool = typer.Option(False, help="Keep only label == 1 events (CTR data)."),
+    dedup: Optional[str] = typer.Option(None, help="Keep one event per user-item pair: first | last."),
+    k_core: Optional[int] = typer.Option(None, help="Iterative k-core on users and items."),
+    drop_items_without_text: bool = typer.Option(False, help="Drop events on items with no text."),
+    compact: bool = typer.Option(False, help="Renumber to the users/items left after filtering."),
+    force: bool = typer.Option(False, help="Prepare again even if an identical preparation exists."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Preprocess and split a dataset once; later runs reload the Parquet + JSON result."""
+    config = validate(PrepareConfig, dict(
+        dataset=name, split=split, predefined=predefined, valid_frac=valid_frac, test_frac=test_frac, seed=seed,
+        min_rating=min_rating, positives_only=positives_only, dedup=dedup, k_core=k_core,
+        drop_items_without_text=drop_items_without_text, compact=compact,
+    ))
+    prepared = pipeline.prepare_dataset(config, data_dir, force=force)
+    _print_prepared(prepared)
+
+
+@datasets_app.command("download")
+def datasets_download(name: str = typer.Argument(..., help="Dataset with a public download (movielens-100k, movielens-1m)."),
+                      force: bool = typer.Option(False, help="Download again even if present."),
+                      data_dir: Optional[Path] = DataDir) -> None:
+    """Download a public dataset into the data home (checksum-verified)."""
+    path = download_dataset(name, data_dir, force=force)
+    out.print(f"{name}: ready at {path}")
+
+
+@app.command()
+def demo(data_dir: Optional[Path] = DataDir) -> None:
+    """The main job on the embedded defaults: prepare MovieLens-100K and summarise a leave-one-out split."""
+    prepared = pipeline.demo(data_dir)
+    out.print("[bold]lmrec demo[/]: MovieLens-100K, leave-one-out split")
+    _print_prepared(prepared)
+
+
+def _print_stats(s: dict[str, Any]) -> None:
+    out.print(f"users {s['users']:,}  items {s['items']:,} (catalogue {s['catalogue_items']:,})  "
+              f"interactions {s['interactions']:,}  density {s['density']:.4%}")
+    sl = s.get("sequence_length") or {}
+    if sl:
+        out.print("interactions per user: " + "  ".join(
+            f"{k} {v:g}" for k, v in sl.items() if k in ("p0", "p25", "p50", "p75", "p90", "p100", "mean")))
+    t = s.get("time", {})
+    if "from" in t:
+        out.print(f"time: {t['from']} .. {t['to']}")
+    else:
+        out.print(f"time: {t.get('unit', 'none')}")
+    if "positive_share" in s:
+        out.print(f"positive labels: {s['positive_share']:.2%}")
+
+
+def _print_prepared(p: Prepared) -> None:
+    _print_stats(p.stats["dataset"])
+    table = Table("part", "interactions", "users", "items", title=f"split {p.split.name!r}")
+    for part, c in p.stats["split"].items():
+        table.add_row(part, f"{c['interactions']:,}", f"{c['users']:,}", f"{c['items']:,}")
+    out.print(table)
+    out.print(f"cold-start test items: {p.stats['cold_test_items']:,}  cold-start test users: "
+              f"{p.stats['cold_test_users']:,}")
+    out.print(f"stored at {p.path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app and return its exit code; a user-caused error prints one line on stderr, exit code 2."""
+    try:
+        app(args=argv, prog_name="lmrec")  # standalone mode: handles --help, usage errors, Ctrl-C
+    except LmrecError as exc:
+        err.print(f"[red]error:[/] {one_line(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
