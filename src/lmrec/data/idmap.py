@@ -36,6 +36,10 @@ class IdMap:
         arr = _as_str_array(values)
         return cls(pd.unique(arr), name=name)
 
+    @property
+    def _what(self) -> str:
+        return "id" if self.name == "id" else f"{self.name} id"
+
     def __len__(self) -> int:
         return len(self._index)
 
@@ -54,7 +58,7 @@ class IdMap:
         """Index of one raw id; raises ``DataError`` naming the unknown id."""
         loc = self._index.get_indexer([str(raw)])[0]
         if loc < 0:
-            raise DataError(f"unknown {self.name} id {raw!r}")
+            raise DataError(f"unknown {self._what} {raw!r}")
         return int(loc)
 
     def indices(self, raws: Iterable[Any], missing: str = "raise") -> np.ndarray:
@@ -63,7 +67,7 @@ class IdMap:
         loc = self._index.get_indexer(arr).astype(np.int64)
         if missing == "raise" and (loc < 0).any():
             bad = arr[np.flatnonzero(loc < 0)[0]]
-            raise DataError(f"unknown {self.name} id {bad!r} ({int((loc < 0).sum())} unknown in total)")
+            raise DataError(f"unknown {self._what} {bad!r} ({int((loc < 0).sum())} unknown in total)")
         return loc
 
     def raw(self, index: int) -> str:

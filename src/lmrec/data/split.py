@@ -85,7 +85,10 @@ class Split:
             if part in self.parts():
                 n = self.leaked_rows(part)
                 if n:
-                    raise DataError(f"split {self.name!r} leaks: {n} {part} events also occur in train")
+                    raise DataError(
+                        f"split {self.name!r} leaks: {n} {part} events also occur in train "
+                        "(identical events in the data? prepare with --dedup first)"
+                    )
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Events, users and items per part."""
@@ -136,8 +139,13 @@ def temporal_split(inter: Interactions, valid_frac: float = 0.1, test_frac: floa
             "a temporal split needs real timestamps; this dataset only has an order "
             "(use --split loo, or a dataset with timestamps)"
         )
-    t_test = np.quantile(inter.time, 1.0 - test_frac, method="lower") if test_frac else np.inf
-    t_valid = np.quantile(inter.time, 1.0 - test_frac - valid_frac, method="lower") if valid_frac else t_test
+    # Cut times chosen so the latest round(test_frac * n) events are test (events tied with the cut
+    # time go to the later part, so no event is ever "after" one that lands in an earlier part).
+    times = np.sort(inter.time)
+    n = len(times)
+    n_test, n_valid = int(round(test_frac * n)), int(round(valid_frac * n))
+    t_test = times[n - n_test] if n_test else np.inf
+    t_valid = times[n - n_test - n_valid] if n_valid else t_test
     test = inter.time >= t_test
     valid = (inter.time >= t_valid) & ~test
     s = Split(inter.select(~(test | valid)), inter.select(valid), inter.select(test), name=name)
