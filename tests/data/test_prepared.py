@@ -1,0 +1,89 @@
+import os
+
+import numpy as np
+import pytest
+
+from lmrec.data import PrepareConfig, Prepared, prepare
+from lmrec.data import prepared as prepared_module
+from lmrec.errors import ConfigError
+
+from . import fixtures
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    fixtures.write_ml100k(tmp_path / "movielens-100k")
+    monkeypatch.setenv("LMREC_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_prepare_round_trip_is_exact(home):
+    first = prepare(PrepareConfig(dataset="movielens-100k", split="loo"))
+    again = Prepared.load(first.path)
+    for part in ("train", "valid", "test"):
+        assert getattr(again.split, part).equals(getattr(first.split, part))
+    assert again.items.equals(first.items) and again.users.equals(first.users)
+    assert again.stats == first.stats and again.config == first.config
+    # users 1 and 2 both end on movie 3; user 3 has one rating and stays in train
+    assert first.stats["split"]["test"] == {"interactions": 2, "users": 2, "items": 1}
+
+
+def test_second_prepare_of_unchanged_source_is_a_no_op(home, monkeypatch):
+    first = prepare("movielens-100k")
+    stamp = os.stat(first.path / "interactions.parquet").st_mtime_ns
+
+    def fail(*a, **k):
+        raise AssertionError("the raw files were read again")
+
+    monkeypatch.setattr(prepared_module, "load_dataset", fail)
+    second = prepare("movielens-100k")
+    assert second.path == first.path and second.key == first.key
+    assert os.stat(second.path / "interactions.parquet").st_mtime_ns == stamp
+
+
+def test_changed_source_or_config_gives_a_new_preparation(home):
+    first = prepare("movielens-100k")
+    other_split = prepare(PrepareConfig(dataset="movielens-100k", split="random", seed=1))
+    assert other_split.key != first.key
+    data = home / "movielens-100k" / "u.data"
+    data.write_text(data.read_text() + "3\t3\t1\t400\n")
+    changed = prepare("movielens-100k")
+    assert changed.key != first.key and len(changed.interactions) == len(first.interactions) + 1
+
+
+def test_killed_write_leaves_no_preparation(home, monkeypatch):
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(prepared_module.pd.DataFrame, "to_parquet", boom)
+        with pytest.raises(KeyboardInterrupt):
+            prepare("movielens-100k")
+    root = prepared_module.cache_home() / "prepared" / "movielens-100k"
+    assert not any(root.iterdir())  # no folder, not even a temporary one
+    assert len(prepare("movielens-100k").split.test) == 2
+
+
+def test_predefined_split_refuses_preprocessing(home):
+    with pytest.raises(ConfigError, match="used exactly as published"):
+        prepare(PrepareConfig(dataset="movielens-100k", split="predefined", k_core=2))
+    u1 = prepare(PrepareConfig(dataset="movielens-100k", split="predefined", predefined="u1"))
+    assert (len(u1.split.train), len(u1.split.test)) == (4, 2)
+
+
+def test_user_dataset_from_lmrec_yaml(tmp_path, monkeypatch):
+    folder = tmp_path / "my-shop"
+    folder.mkdir()
+    (folder / "logs.csv").write_text("who,what,when\na,x,1\na,y,2\na,z,3\nb,x,5\nb,z,6\nb,y,7\n")
+    (folder / "items.csv").write_text("what,name\nx,Pen\ny,Ink\nz,Pad\n")
+    (folder / "lmrec.yaml").write_text(
+        "description: my shop\ninteractions: logs.csv\nitems: items.csv\n"
+        "columns: {user: who, item: what, time: when}\nitem_columns: {id: what}\n")
+    monkeypatch.setenv("LMREC_DATA", str(tmp_path))
+    p = prepare("my-shop")
+    test = dict(zip(p.split.test.users.raws(p.split.test.user), p.items["name"][p.split.test.item]))
+    assert test == {"a": "Pad", "b": "Ink"}
+    np.testing.assert_array_equal(p.split.valid.items.raws(p.split.valid.item), ["y", "z"])
+    (folder / "lmrec.yaml").write_text("interactions: logs.csv\ncolums: {}\n")
+    with pytest.raises(ConfigError, match="unknown key 'colums'"):
+        prepare("my-shop")

@@ -1,0 +1,51 @@
+"""The CLI: commands work, and user errors print one line without a traceback and exit non-zero."""
+
+import subprocess
+import sys
+
+from lmrec.cli import main
+from tests.data import fixtures
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_everywhere(capsys):
+    for args in ([], ["datasets"], ["datasets", "prepare"], ["demo"]):
+        code, out, _ = run(capsys, *args, "--help")
+        assert code == 0 and "Usage: lmrec" in out
+
+
+def test_list_info_prepare_on_a_small_data_home(capsys, tmp_path):
+    fixtures.write_ml100k(tmp_path / "movielens-100k")
+    code, out, _ = run(capsys, "datasets", "list", "--data-dir", str(tmp_path))
+    assert code == 0 and "movielens-100k" in out and "found" in out
+    assert "amazon-beauty: missing Beauty.txt, items.csv; to get it:" in out.replace("\n", " ")
+    code, out, _ = run(capsys, "datasets", "info", "movielens-100k", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert "users 3  items 3 (catalogue 3)  interactions 6" in out
+    assert "predefined splits: u1" in out
+    code, out, _ = run(capsys, "datasets", "prepare", "movielens-100k", "--split", "random", "--data-dir", str(tmp_path))
+    assert code == 0 and "split 'random'" in out and "stored at" in out
+
+
+def test_errors_are_one_line_without_traceback(capsys, tmp_path):
+    code, out, err = run(capsys, "datasets", "info", "movielens-10k", "--data-dir", str(tmp_path))
+    assert code == 2
+    assert err.strip().startswith("error: unknown dataset 'movielens-10k'; did you mean movielens-100k")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = run(capsys, "datasets", "prepare", "movielens-100k", "--split", "bogus", "--data-dir", str(tmp_path))
+    assert code == 2 and "split: Input should be" in err
+
+
+def test_console_script_exit_code_and_stderr(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmrec.cli", "datasets", "info", "movielens-100k", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "dataset 'movielens-100k' not found: folder is missing" in proc.stderr
