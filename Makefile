@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Use the staged research datasets beside the project when they exist (this workplace and its CI);
+# elsewhere lmrec reads ~/.cache/lmrec/datasets and `lmrec demo` downloads MovieLens-100K.
+ifneq ($(wildcard ../shared/data),)
+export LMREC_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: demo test lint bench clean
 

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from lmrec.data import IdMap, Interactions, ItemTable
-from lmrec.data import preprocess
+from lmrec.data import IdMap, Interactions, ItemTable, preprocess
 from lmrec.errors import ConfigError, DataError
 
 

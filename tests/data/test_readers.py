@@ -5,8 +5,17 @@ import pandas as pd
 import pytest
 
 from lmrec.data.readers import (
-    ColumnMap, ItemColumns, read_amazon, read_collm, read_generic, read_lcrec, read_movielens_1m,
-    read_movielens_100k, read_recbole, read_sequence_file, read_urllm,
+    ColumnMap,
+    ItemColumns,
+    read_amazon,
+    read_collm,
+    read_generic,
+    read_lcrec,
+    read_movielens_1m,
+    read_movielens_100k,
+    read_recbole,
+    read_sequence_file,
+    read_urllm,
 )
 from lmrec.errors import DataError
 

@@ -4,7 +4,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmrec.data import (
-    IdMap, Interactions, Split, cold_start_items, cold_start_users, leave_one_out, random_split, temporal_split,
+    IdMap,
+    Interactions,
+    Split,
+    cold_start_items,
+    cold_start_users,
+    leave_one_out,
+    random_split,
+    temporal_split,
 )
 from lmrec.errors import ConfigError, DataError
 

@@ -5,9 +5,14 @@ from lmrec.data.datasets import SPECS, download_dataset, get_spec, list_datasets
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions, Sequences
 from lmrec.data.items import ItemTable, UserTable
-from lmrec.data.prepared import Prepared, PrepareConfig, prepare
+from lmrec.data.prepared import PrepareConfig, Prepared, prepare
 from lmrec.data.split import (
-    Split, cold_start_items, cold_start_users, leave_one_out, random_split, temporal_split,
+    Split,
+    cold_start_items,
+    cold_start_users,
+    leave_one_out,
+    random_split,
+    temporal_split,
 )
 from lmrec.data.stats import interaction_stats
 

@@ -16,12 +16,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from lmrec.config import validate
-
 from lmrec.data.dataset import Dataset
 from lmrec.data.download import Download, download_to
 from lmrec.data.readers import (
-    ColumnMap, ItemColumns, read_collm, read_generic, read_lcrec, read_movielens_1m, read_movielens_100k,
-    read_recbole, read_sequence_file, read_urllm,
+    ColumnMap,
+    ItemColumns,
+    read_collm,
+    read_generic,
+    read_lcrec,
+    read_movielens_1m,
+    read_movielens_100k,
+    read_recbole,
+    read_sequence_file,
+    read_urllm,
 )
 from lmrec.errors import ConfigError, DatasetNotFound
 from lmrec.settings import data_home, data_home_source

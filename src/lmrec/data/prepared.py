@@ -28,7 +28,13 @@ from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable, UserTable
 from lmrec.data.split import (
-    PARTS, Split, cold_start_items, cold_start_users, leave_one_out, random_split, temporal_split,
+    PARTS,
+    Split,
+    cold_start_items,
+    cold_start_users,
+    leave_one_out,
+    random_split,
+    temporal_split,
 )
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError

@@ -55,8 +55,7 @@ def decode(path: Path, data: bytes, encoding: str, hint: str = "") -> str:
 def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """(1-based line number, line without newline) for each line of a text (or .gz) file."""
     text = decode(path, read_bytes(path), encoding)
-    for no, line in enumerate(text.splitlines(), start=1):
-        yield no, line
+    yield from enumerate(text.splitlines(), start=1)
 
 
 def read_delimited(
