@@ -185,7 +185,7 @@ class Interactions:
         """Inverse of ``to_frame(raw_ids=False)``."""
         get = lambda c: frame[c].to_numpy() if c in frame.columns else None  # noqa: E731
         return cls(
-            get("user"), get("item"), users, items,
+            frame["user"].to_numpy(), frame["item"].to_numpy(), users, items,
             time=get("time"), rating=get("rating"), label=get("label"), time_unit=time_unit,
         )
 
@@ -201,6 +201,9 @@ class Interactions:
             if p.items is not first.items and p.items != first.items:
                 raise DataError("cannot concatenate interactions over different item id maps")
 
+        def cat_required(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
         def cat(name: str) -> np.ndarray | None:
             arrs = [getattr(p, name) for p in parts]
             if all(a is None for a in arrs):
@@ -210,7 +213,7 @@ class Interactions:
             return np.concatenate(arrs)
 
         return cls(
-            cat("user"), cat("item"), first.users, first.items,
+            cat_required("user"), cat_required("item"), first.users, first.items,
             time=cat("time"), rating=cat("rating"), label=cat("label"), time_unit=first.time_unit,
         )
 

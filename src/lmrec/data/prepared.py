@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from lmrec import __version__
 from lmrec.data import preprocess
@@ -50,7 +50,7 @@ class PrepareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: str
     split: SplitKind | None = None  # None: the dataset's default (predefined where it ships one)
-    predefined: str | None = Field(None, description="which predefined split, e.g. u1 for movielens-100k")
+    predefined: str | None = None  # which predefined split, e.g. u1 for movielens-100k
     valid_frac: float = 0.1
     test_frac: float = 0.1
     seed: int = 0

@@ -105,8 +105,10 @@ def _event_keys_in(part: Interactions, train: Interactions) -> np.ndarray:
     use_time = part.time is not None and train.time is not None
 
     def keys(x: Interactions) -> np.ndarray:
-        cols = [x.user, x.item] + ([x.time] if use_time else [])
-        return np.rec.fromarrays(cols) if len(cols) > 1 else cols[0]
+        cols: list[np.ndarray] = [x.user, x.item]
+        if use_time and x.time is not None:
+            cols.append(x.time)
+        return np.rec.fromarrays(cols)
 
     return np.isin(keys(part), keys(train))
 

@@ -12,11 +12,11 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable, UserTable
-from lmrec.data.readers._io import iter_lines, read_delimited, require_file
+from lmrec.data.readers._io import Kind, iter_lines, read_delimited, require_file
 from lmrec.data.split import Split
 from lmrec.errors import DataError
 
-_RATING_COLUMNS = [("user", "int"), ("item", "int"), ("rating", "float"), ("time", "int")]
+_RATING_COLUMNS: list[tuple[str, Kind]] = [("user", "int"), ("item", "int"), ("rating", "float"), ("time", "int")]
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 _LATIN1_HINT = "MovieLens files are Latin-1 (ISO-8859-1); do not re-save them in another encoding"
 
@@ -49,7 +49,7 @@ def read_movielens_100k(folder: Path, name: str = "movielens-100k") -> Dataset:
     })
     users_frame = read_delimited(
         folder / "u.user", "|",
-        [("id", "str"), ("age", "str"), ("gender", "str"), ("occupation", "str"), ("zip", "str")],
+        [(c, "str") for c in ("id", "age", "gender", "occupation", "zip")],
         encoding="latin-1",
     )
     users_map = IdMap(users_frame["id"], name="user")
@@ -118,8 +118,8 @@ def read_movielens_1m(folder: Path, name: str = "movielens-1m") -> Dataset:
     users = None
     users_path = folder / "users.dat"
     if users_path.is_file():
-        uf = read_delimited(users_path, "::", [("id", "str"), ("gender", "str"), ("age", "str"),
-                                                ("occupation", "str"), ("zip", "str")], encoding="latin-1")
+        columns: list[tuple[str, Kind]] = [(c, "str") for c in ("id", "gender", "age", "occupation", "zip")]
+        uf = read_delimited(users_path, "::", columns, encoding="latin-1")
         users_map = IdMap(uf["id"], name="user")
         users = UserTable(users_map, {c: uf[c] for c in ("gender", "age", "occupation", "zip")})
     frame = read_delimited(folder / "ratings.dat", "::", _RATING_COLUMNS, encoding="latin-1")
