@@ -1,0 +1,293 @@
+"""``recommend()`` (score -> mask seen -> top-k, written once) and the ``Evaluator``.
+
+Evaluation is honest by default: every user is ranked against **all** items, the items in the user's
+history (train, plus valid when scoring test) are masked, and the split is checked for leakage.
+Sampled evaluation exists only as an explicitly labelled mode.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from lmrec.data.interactions import Interactions
+from lmrec.data.queries import Queries
+from lmrec.data.split import Split
+from lmrec.errors import ConfigError
+from lmrec.eval import metrics as M
+from lmrec.progress import progress
+
+# Score matrices are processed in chunks of users so that one chunk stays near this many bytes.
+CHUNK_BYTES = 256 * 1024**2
+
+
+class Scorer(Protocol):
+    def score(self, queries: Queries) -> np.ndarray: ...
+
+
+def recommend(model: Scorer, queries: Queries, k: int, exclude: sp.csr_matrix | None = None,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items per query: ``(ids int64 [B, k], scores float32 [B, k])``, best first.
+
+    ``exclude`` (CSR ``[B, n_items]``, default: the queries' history) marks items never to recommend.
+    Excluded slots beyond the available items come back with score ``-inf``.
+    """
+    scores = torch.as_tensor(np.asarray(model.score(queries), dtype=np.float32))
+    _mask(scores, queries.history if exclude is None else exclude)
+    k = min(k, scores.shape[1])
+    top = torch.topk(scores, k, dim=1, sorted=True)
+    return top.indices.numpy().astype(np.int64), top.values.numpy()
+
+
+def _mask(scores: torch.Tensor, exclude: sp.csr_matrix) -> None:
+    coo = exclude.tocoo()
+    if coo.nnz:
+        scores[torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long)] = -torch.inf
+
+
+@dataclass
+class EvalResult:
+    """Per-user metric arrays (aligned with ``users``), aggregates and per-user facts for slicing."""
+
+    model: str
+    part: str
+    mode: str
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+    aggregate: dict[str, float]
+    user_info: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def means(self) -> dict[str, float]:
+        return {k: float(np.nanmean(v)) for k, v in self.per_user.items()}
+
+    def ci95(self) -> dict[str, tuple[float, float]]:
+        """Normal-approximation 95% confidence interval of each mean (over users)."""
+        out = {}
+        for k, v in self.per_user.items():
+            v = v[~np.isnan(v)]
+            half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            out[k] = (float(v.mean() - half), float(v.mean() + half))
+        return out
+
+    def summary(self) -> dict[str, float]:
+        """Means and aggregates in one flat dict."""
+        return {**self.means(), **self.aggregate}
+
+    def slice_means(self, by: str, bins: list[float] | None = None) -> dict[str, dict[str, float]]:
+        """Metric means per group of users: ``by`` is a key of ``user_info`` (e.g. ``history_length``,
+        ``target_popularity``, ``cold_target``); numeric facts are cut into ``bins`` (default: quartiles)."""
+        if by not in self.user_info:
+            raise ConfigError(f"unknown slice {by!r}; available: {', '.join(self.user_info)}")
+        values = self.user_info[by]
+        if values.dtype == bool:
+            groups = {str(g): values == g for g in (False, True)}
+        else:
+            edges = np.unique(np.quantile(values, [0, .25, .5, .75, 1])) if bins is None else np.asarray(bins)
+            groups = {}
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                last = hi == edges[-1]
+                sel = (values >= lo) & ((values <= hi) if last else (values < hi))
+                groups[f"[{lo:g}, {hi:g}{']' if last else ')'}"] = sel
+        return {g: {"users": int(sel.sum()), **{k: float(np.nanmean(v[sel])) if sel.any() else float("nan")
+                                                for k, v in self.per_user.items()}}
+                for g, sel in groups.items()}
+
+
+def compare(a: EvalResult, b: EvalResult, metric: str) -> dict[str, float]:
+    """Paired comparison of two results over the users they share: t-test and Wilcoxon signed-rank."""
+    from scipy import stats
+
+    common, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
+    if len(common) < 2:
+        raise ConfigError("compare needs at least two users evaluated by both results")
+    x, y = a.per_user[metric][ia], b.per_user[metric][ib]
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    t = stats.ttest_rel(x, y)
+    diff = x - y
+    w = stats.wilcoxon(x, y) if np.any(diff != 0) else None
+    return {"metric": metric, "users": int(len(x)), "mean_a": float(x.mean()), "mean_b": float(y.mean()),
+            "diff": float(diff.mean()), "t_stat": float(t.statistic) if np.isfinite(t.statistic) else 0.0,
+            "t_p": float(t.pvalue) if np.isfinite(t.pvalue) else 1.0,
+            "wilcoxon_stat": float(w.statistic) if w else 0.0, "wilcoxon_p": float(w.pvalue) if w else 1.0}
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Sampled evaluation: rank the held-out items against ``n`` sampled negatives (labelled mode)."""
+
+    n: int = 100
+    distribution: Literal["uniform", "popularity"] = "uniform"
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"sampled-{self.n}-{self.distribution}"
+
+
+class Evaluator:
+    """Evaluates any ``Recommender`` on one part of a ``Split``.
+
+    For the ``test`` part the user's input history is train + valid (+ cold-user context); for
+    ``valid`` it is train (+ context). History items are masked. A held-out item the user already had
+    in the history (a repeat purchase) is masked too and counts as a miss, as in RecBole.
+    Metrics: recall, hit, precision, ndcg, mrr, map at each k; auc; novelty and average popularity;
+    intra-list diversity when ``item_vectors`` are given; coverage (aggregate).
+    """
+
+    def __init__(self, split: Split, part: str = "test", ks: tuple[int, ...] = (10, 20), batch_size: int = 2048,
+                 sampled: Sampled | None = None, item_vectors: np.ndarray | None = None,
+                 check_leakage: bool = True):
+        if part not in ("valid", "test"):
+            raise ConfigError(f"evaluate on 'valid' or 'test', not {part!r}")
+        if not ks or min(ks) < 1:
+            raise ConfigError(f"ks must be positive cut-offs, got {ks}")
+        if check_leakage:
+            split.assert_no_leakage()
+        self.split, self.part, self.ks = split, part, tuple(sorted(ks))
+        self.batch_size, self.sampled, self.item_vectors = batch_size, sampled, item_vectors
+        target_events = getattr(split, part)
+        if target_events.label is not None:  # CTR data: only positives are items to retrieve
+            target_events = target_events.select(target_events.label == 1)
+        if len(target_events) == 0:
+            raise ConfigError(f"the {part} part of split {split.name!r} has no held-out events to evaluate")
+        history_parts = [split.train] + ([split.valid] if part == "test" else [])
+        if split.context is not None:
+            history_parts.append(split.context)
+        history = Interactions.concat(history_parts)
+        if history.label is not None:
+            history = history.select(history.label == 1)
+        self.history = history
+        self.users = target_events.user_ids()
+        self.targets = target_events.to_csr("binary")[self.users].tocsr()  # [U, n_items]
+        self.queries = Queries.from_interactions(history, self.users)
+        train_pos = split.train if split.train.label is None else split.train.select(split.train.label == 1)
+        self.item_popularity = np.bincount(train_pos.item, minlength=split.n_items).astype(np.float64)
+        self.n_train_users = len(train_pos.user_ids())
+        self.allowed_fit_keys = {_key(split.train)}
+        if part == "test":
+            self.allowed_fit_keys.add(_key(Interactions.concat([split.train, split.valid])))
+
+    def evaluate(self, model: Scorer, name: str | None = None, allow_fit_data: bool = False) -> EvalResult:
+        """Score every evaluated user in memory-bounded chunks and compute per-user metrics."""
+        name = name or getattr(model, "name", type(model).__name__)
+        fit_key = getattr(model, "fit_key_", None)
+        if fit_key is not None and fit_key not in self.allowed_fit_keys and not allow_fit_data:
+            raise ConfigError(
+                f"model {name!r} was fitted on data other than this split's training data; scoring it on "
+                f"the {self.part} part could reward memorised answers (pass allow_fit_data=True if intended)"
+            )
+        started = time.perf_counter()
+        n_items = self.split.n_items
+        kmax = max(self.ks)
+        chunk = max(1, min(self.batch_size, CHUNK_BYTES // (4 * n_items)))
+        hits, tops, aucs, n_rel = [], [], [], []
+        for start in progress(range(0, len(self.users), chunk), desc=f"evaluate {name}",
+                              total=-(-len(self.users) // chunk)):
+            q = self.queries.slice(start, start + chunk)
+            tgt = self.targets[start:start + chunk]
+            scores = torch.as_tensor(np.asarray(model.score(q), dtype=np.float32))
+            if scores.shape != (len(q), n_items):
+                raise ConfigError(f"model {name!r} returned scores of shape {tuple(scores.shape)}, "
+                                  f"expected {(len(q), n_items)}")
+            _mask(scores, q.history)
+            if self.sampled is None:
+                top = torch.topk(scores, min(kmax, n_items), dim=1).indices.numpy()
+                aucs.append(_auc(scores, tgt))
+            else:
+                top = self._sampled_top(scores, tgt, start, kmax)
+            dense_tgt = np.asarray(tgt.todense(), dtype=bool)
+            hits.append(np.take_along_axis(dense_tgt, np.where(top >= 0, top, 0), 1) & (top >= 0))
+            tops.append(top)
+            n_rel.append(np.asarray(tgt.sum(1)).ravel())
+        hit = np.concatenate(hits)
+        top_items = np.concatenate(tops)
+        rel = np.concatenate(n_rel).astype(np.int64)
+        per_user = self._metrics(hit, rel, top_items)
+        if self.sampled is None:
+            per_user["auc"] = np.concatenate(aucs)
+        aggregate = {f"coverage@{k}": M.coverage_at_k(np.where(top_items >= 0, top_items, 0), n_items, k)
+                     for k in self.ks if self.sampled is None}
+        return EvalResult(name, self.part, self.sampled.label if self.sampled else "full", self.users,
+                          per_user, aggregate, self._user_info(), seconds=time.perf_counter() - started)
+
+    def _metrics(self, hit: np.ndarray, rel: np.ndarray, top: np.ndarray) -> dict[str, np.ndarray]:
+        suffix = f"/{self.sampled.label}" if self.sampled else ""
+        out: dict[str, np.ndarray] = {}
+        for k in self.ks:
+            kk = min(k, hit.shape[1])
+            out[f"recall@{k}{suffix}"] = M.recall_at_k(hit, rel, kk)
+            out[f"hit@{k}{suffix}"] = M.hit_rate_at_k(hit, kk)
+            out[f"precision@{k}{suffix}"] = M.precision_at_k(hit, kk) * kk / k
+            out[f"ndcg@{k}{suffix}"] = M.ndcg_at_k(hit, rel, kk)
+            out[f"mrr@{k}{suffix}"] = M.mrr_at_k(hit, kk)
+            out[f"map@{k}{suffix}"] = M.map_at_k(hit, rel, kk)
+        if not self.sampled:
+            k = self.ks[0]
+            out[f"novelty@{k}"] = M.novelty_at_k(top, self.item_popularity, self.n_train_users, k)
+            out[f"avg_popularity@{k}"] = M.average_popularity_at_k(top, self.item_popularity, k)
+            if self.item_vectors is not None and k >= 2:
+                out[f"diversity@{k}"] = M.intra_list_diversity_at_k(top, self.item_vectors, k)
+        return out
+
+    def _sampled_top(self, scores: torch.Tensor, tgt: sp.csr_matrix, start: int, kmax: int) -> np.ndarray:
+        """Top items among (held-out items + n sampled negatives); other slots are -1."""
+        assert self.sampled is not None
+        rng = np.random.default_rng([self.sampled.seed, start])
+        n_items = scores.shape[1]
+        p = None
+        if self.sampled.distribution == "popularity":
+            p = (self.item_popularity + 1.0) / (self.item_popularity + 1.0).sum()
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        for r in range(scores.shape[0]):
+            pos = tgt.indices[tgt.indptr[r]:tgt.indptr[r + 1]]
+            allowed = torch.isfinite(scores[r]).numpy()
+            allowed[pos] = False
+            cand = np.flatnonzero(allowed)
+            w = None if p is None else p[cand] / p[cand].sum()
+            neg = rng.choice(cand, size=min(self.sampled.n, len(cand)), replace=False, p=w)
+            keep[r, torch.as_tensor(np.concatenate([pos, neg]), dtype=torch.long)] = True
+        masked = torch.where(keep, scores, torch.tensor(-torch.inf))
+        top = torch.topk(masked, min(kmax, n_items), dim=1)
+        ids = top.indices.numpy().copy()
+        ids[~torch.isfinite(top.values).numpy()] = -1
+        return ids
+
+    def _user_info(self) -> dict[str, np.ndarray]:
+        hist_len = np.asarray(self.queries.history.sum(1)).ravel()
+        train_items = np.zeros(self.split.n_items, dtype=bool)
+        train_items[self.split.train.item] = True
+        cold = np.array([not train_items[self.targets.indices[self.targets.indptr[r]:self.targets.indptr[r + 1]]].all()
+                         for r in range(len(self.users))])
+        pop = np.array([self.item_popularity[self.targets.indices[self.targets.indptr[r]:self.targets.indptr[r + 1]]].mean()
+                        for r in range(len(self.users))])
+        return {"history_length": hist_len, "cold_target": cold, "target_popularity": pop}
+
+
+def _auc(scores: torch.Tensor, tgt: sp.csr_matrix) -> np.ndarray:
+    """Full-catalogue AUC per user; masked (history) items are not candidates, ties count half."""
+    coo = tgt.tocoo()
+    rows = torch.as_tensor(coo.row, dtype=torch.long)
+    pos_scores = scores[rows, torch.as_tensor(coo.col, dtype=torch.long)]
+    reachable = torch.isfinite(pos_scores)
+    rows, pos_scores = rows[reachable], pos_scores[reachable]
+    row_scores = scores[rows]
+    ranks = (row_scores > pos_scores[:, None]).sum(1).double() + 0.5 * ((row_scores == pos_scores[:, None]).sum(1) - 1).double()
+    n_cand = torch.isfinite(scores).sum(1).numpy()
+    per_user: list[np.ndarray] = [np.zeros(0)] * scores.shape[0]
+    r_np, k_np = rows.numpy(), ranks.numpy()
+    for u in np.unique(r_np):
+        per_user[u] = k_np[r_np == u]
+    return M.auc_from_ranks(per_user, n_cand)
+
+
+def _key(inter: Interactions) -> str:
+    from lmrec.models.base import events_key
+
+    return events_key(inter)

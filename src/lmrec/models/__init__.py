@@ -1,0 +1,10 @@
+"""Recommenders, one module each; importing this package registers them (see ``lmrec.registry``)."""
+
+from lmrec.models.base import Recommender
+from lmrec.models.ease import EASE
+from lmrec.models.knn import ItemKNN, UserKNN
+from lmrec.models.mf import ALS, BPR
+from lmrec.models.popularity import Popularity
+from lmrec.models.tfidf import TfidfContent
+
+__all__ = ["ALS", "BPR", "EASE", "ItemKNN", "Popularity", "Recommender", "TfidfContent", "UserKNN"]
