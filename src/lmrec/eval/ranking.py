@@ -89,6 +89,8 @@ class EvalResult:
             groups = {str(g): values == g for g in (False, True)}
         else:
             edges = np.unique(np.quantile(values, [0, .25, .5, .75, 1])) if bins is None else np.asarray(bins)
+            if len(edges) == 1:  # every user has the same value
+                edges = np.array([edges[0], edges[0]])
             groups = {}
             for lo, hi in zip(edges[:-1], edges[1:]):
                 last = hi == edges[-1]

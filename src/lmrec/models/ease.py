@@ -15,7 +15,7 @@ from lmrec.registry import register
 
 class EASEConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    l2: float = Field(500.0, gt=0, description="L2 regularisation lambda")
+    l2: float = Field(250.0, gt=0, description="L2 regularisation lambda (RecBole's default)")
 
 
 @register

@@ -57,9 +57,9 @@ class _FactorModel(Recommender):
 class BPRConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     factors: int = Field(64, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
-    regularization: float = Field(0.001, ge=0)
-    iterations: int = Field(200, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    regularization: float = Field(0.01, ge=0)
+    iterations: int = Field(100, ge=1)
     seed: int = 0
 
 

@@ -1,0 +1,92 @@
+"""One test suite every recommender passes, on data whose right answer is known.
+
+Planted pattern: even users interact only with even items, odd users only with odd items. After
+masking a user's history, every item a personalised model puts in the top 3 must have the user's
+parity, for users seen in training and for a new user known only from a short history.
+"""
+
+import numpy as np
+import pytest
+
+from lmrec.data import IdMap, Interactions, ItemTable, leave_one_out
+from lmrec.data.queries import Queries
+from lmrec.eval import Evaluator, recommend
+from lmrec.models import Recommender
+from lmrec.registry import MODELS, create
+from lmrec.errors import ConfigError
+
+N_USERS, N_ITEMS, PER_USER = 60, 16, 5
+
+PERSONALISED = [
+    ("itemknn", {}),
+    ("userknn", {"k": 30}),
+    ("userknn", {"k": 30, "similarity": "pearson"}),
+    ("tfidf", {"template": "{title}"}),
+    ("ease", {"l2": 1.0}),
+    # small data: ALS with few factors (more overfit this 16-item matrix), BPR with more epochs
+    ("bpr", {"factors": 8, "iterations": 200}),  # 180 training events: 100 epochs is too few SGD steps
+    ("als", {"factors": 2, "iterations": 30}),
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for u in range(N_USERS):
+        own = np.arange(u % 2, N_ITEMS, 2)
+        users += [u] * PER_USER
+        items += rng.choice(own, PER_USER, replace=False).tolist()
+    inter = Interactions(np.array(users), np.array(items), IdMap(range(N_USERS + 1)), IdMap(range(N_ITEMS)),
+                         time=np.tile(np.arange(PER_USER), N_USERS))
+    words = ["even", "odd"]
+    table = ItemTable(inter.items, {"title": [f"gadget {words[i % 2]} model{i}" for i in range(N_ITEMS)]})
+    return leave_one_out(inter), table
+
+
+def parity_of_top(model, queries, k=3):
+    ids, _ = recommend(model, queries, k)
+    return ids % 2
+
+
+@pytest.mark.parametrize("name,params", PERSONALISED, ids=[f"{n}-{i}" for i, (n, _) in enumerate(PERSONALISED)])
+def test_learns_the_planted_pattern(data, name, params):
+    split, items = data
+    model = create(name, **params).fit(split.train, items)
+    history = Interactions.concat([split.train, split.valid])
+    q = Queries.from_interactions(history, np.arange(N_USERS))
+    np.testing.assert_array_equal(parity_of_top(model, q), np.repeat((np.arange(N_USERS) % 2)[:, None], 3, 1))
+    # a user absent from training (index N_USERS), known from two odd items only
+    new = Queries.from_interactions(Interactions(np.array([N_USERS, N_USERS]), np.array([1, 3]),
+                                                 history.users, history.items), np.array([N_USERS]))
+    assert (parity_of_top(model, new) == 1).all()
+    # and it beats popularity on the held-out items
+    ev = Evaluator(split, ks=(3,))
+    assert ev.evaluate(model).means()["ndcg@3"] > ev.evaluate(create("pop").fit(split.train)).means()["ndcg@3"]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_save_load_reproduces_scores_exactly(data, tmp_path, name):
+    split, items = data
+    params = dict(next((p for n, p in PERSONALISED if n == name), {}))
+    model = create(name, **params).fit(split.train, items)
+    q = Queries.from_interactions(split.train)
+    model.save(tmp_path / name)
+    loaded = Recommender.load(tmp_path / name)
+    assert type(loaded) is type(model) and loaded.config == model.config and loaded.fit_key_ == model.fit_key_
+    np.testing.assert_array_equal(loaded.score(q), model.score(q))
+
+
+def test_popularity_ranks_by_training_count():
+    inter = Interactions(np.array([0, 1, 2, 0, 1, 0]), np.array([2, 2, 2, 0, 0, 1]), IdMap(range(3)), IdMap(range(4)))
+    model = create("pop").fit(inter)
+    np.testing.assert_array_equal(model.score(Queries.from_interactions(inter))[0], [2, 1, 3, 0])
+
+
+def test_bad_config_and_unknown_model():
+    with pytest.raises(ConfigError, match="unknown key 'neighbours'"):
+        create("itemknn", neighbours=5)
+    with pytest.raises(ConfigError, match="did you mean itemknn"):
+        create("itemkn")
+    with pytest.raises(ConfigError, match="needs item text"):
+        create("tfidf").fit(Interactions(np.array([0]), np.array([0]), IdMap(range(1)), IdMap(range(1))))
