@@ -49,3 +49,24 @@ def test_console_script_exit_code_and_stderr(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "dataset 'movielens-100k' not found: folder is missing" in proc.stderr
+
+
+def test_bench_writes_a_complete_run_folder(capsys, tmp_path):
+    import json
+
+    fixtures.write_ml100k(tmp_path / "data" / "movielens-100k")
+    code, out, err = run(capsys, "bench", "--dataset", "movielens-100k", "--split", "loo", "--models", "pop,ease",
+                         "--set", "ease.l2=1.0", "--ks", "1,2", "--html", "--data-dir", str(tmp_path / "data"),
+                         "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "metrics.json", "per_user.parquet", "leaderboard.md", "report.html",
+            "metrics_with_ci.png", "ndcg@1_by_history_length.png"} <= names
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"pop", "ease"}
+    assert "| ease |" in (run_dir / "leaderboard.md").read_text()
+    assert "l2: 1.0" in (run_dir / "config.yaml").read_text()
+    code, _, err = run(capsys, "bench", "--dataset", "movielens-100k", "--models", "pop", "--set", "ease.l2=1",
+                       "--data-dir", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and "--set names model(s) not in --models: ease" in err

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -15,7 +16,7 @@ from lmrec import __version__, pipeline
 from lmrec.config import validate
 from lmrec.data import PrepareConfig, Prepared, list_datasets
 from lmrec.data.datasets import download_dataset
-from lmrec.errors import LmrecError, one_line
+from lmrec.errors import ConfigError, LmrecError, one_line
 
 app = typer.Typer(
     help="lmrec: language-model knowledge for recommender systems.",
@@ -115,11 +116,58 @@ def datasets_download(name: str = typer.Argument(..., help="Dataset with a publi
 
 
 @app.command()
-def demo(data_dir: Optional[Path] = DataDir) -> None:
-    """The main job on the embedded defaults: prepare MovieLens-100K and summarise a leave-one-out split."""
-    prepared = pipeline.demo(data_dir)
+def demo(data_dir: Optional[Path] = DataDir,
+         runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written.")) -> None:
+    """The main job on the embedded defaults: MovieLens-100K, leave-one-out split, baseline leaderboard
+    and an HTML report."""
+    prepared, run = pipeline.demo(data_dir, runs_dir=runs_dir)
     out.print("[bold]lmrec demo[/]: MovieLens-100K, leave-one-out split")
     _print_prepared(prepared)
+    _print_leaderboard(run)
+
+
+@app.command()
+def bench(
+    dataset: str = typer.Option(..., help="Dataset name, e.g. movielens-100k."),
+    split: Optional[str] = typer.Option(None, help="loo | temporal | random | cold-items | cold-users | predefined."),
+    models: str = typer.Option(",".join(pipeline.DEFAULT_MODELS), help="Comma-separated model names."),
+    ks: str = typer.Option("10,20", help="Comma-separated cut-offs K."),
+    set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set ease.l2=100 (repeatable)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written."),
+    html: bool = typer.Option(False, "--html", help="Also write report.html."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Fit baselines on the train part and evaluate them on test (full ranking): a leaderboard."""
+    config = validate(PrepareConfig, {"dataset": dataset, "split": split})
+    try:
+        cutoffs = tuple(int(k) for k in ks.split(","))
+    except ValueError:
+        raise ConfigError(f"--ks must be comma-separated integers, got {ks!r}") from None
+    run = pipeline.leaderboard(config, [m.strip() for m in models.split(",") if m.strip()], cutoffs,
+                               _parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html)
+    _print_leaderboard(run)
+
+
+def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``model.key=value`` strings -> {model: {key: value}} (values parsed as YAML scalars)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, eq, value = item.partition("=")
+        model, dot, key = target.partition(".")
+        if not eq or not dot or not model or not key:
+            raise ConfigError(f"--set expects model.option=value, got {item!r}")
+        out.setdefault(model, {})[key] = yaml.safe_load(value)
+    return out
+
+
+def _print_leaderboard(run: pipeline.LeaderboardRun) -> None:
+    table = Table(*[str(c) for c in run.table.columns], title="leaderboard (test, full ranking)")
+    for row in run.table.itertuples(index=False):
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    out.print(table)
+    out.print(f"run folder: {run.run_dir}")
+    if run.report is not None:
+        out.print(f"report: {run.report}")
 
 
 def _print_stats(s: dict[str, Any]) -> None:

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from lmrec.artifacts import new_run_dir, write_config
 from lmrec.data import PrepareConfig, Prepared, get_spec, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
 from lmrec.data.stats import interaction_stats
-from lmrec.errors import DatasetNotFound
-from lmrec.progress import logger
+from lmrec.errors import ConfigError, DatasetNotFound
+from lmrec.eval import EvalResult, Evaluator, compare
+from lmrec.eval.report import (
+    category_vectors,
+    leaderboard_frame,
+    per_user_frame,
+    plot_by_history_length,
+    plot_metric_bars,
+    to_markdown,
+    write_html,
+)
+from lmrec.progress import logger, progress
+from lmrec.registry import create
 
 DEMO_DATASET = "movielens-100k"
 
@@ -35,8 +52,10 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any
     }
 
 
-def demo(data_dir: str | Path | None = None, download: bool = True) -> Prepared:
-    """The main job for now: prepare MovieLens-100K with a leave-one-out split.
+def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: str | Path = "runs",
+         ) -> tuple[Prepared, LeaderboardRun]:
+    """The main job: prepare MovieLens-100K (leave-one-out) and run the baseline leaderboard on it,
+    with an HTML report.
 
     If the dataset is not in the data home and ``download`` is true, it is fetched from GroupLens first
     (checksum-verified).
@@ -47,4 +66,72 @@ def demo(data_dir: str | Path | None = None, download: bool = True) -> Prepared:
             raise DatasetNotFound(f"{DEMO_DATASET} is not in the data home and downloading is off")
         logger.warning("%s not found in the data home; downloading it from GroupLens", DEMO_DATASET)
         download_dataset(DEMO_DATASET, data_dir)
-    return prepare(PrepareConfig(dataset=DEMO_DATASET, split="loo"), data_dir=data_dir)
+    config = PrepareConfig(dataset=DEMO_DATASET, split="loo")
+    prepared = prepare(config, data_dir=data_dir)
+    run = leaderboard(config, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
+    return prepared, run
+
+
+DEFAULT_MODELS = ("pop", "itemknn", "userknn", "tfidf", "ease", "bpr", "als")
+
+
+@dataclass
+class LeaderboardRun:
+    """What ``leaderboard`` produced: the table, per-model results, and the run folder holding it all."""
+
+    run_dir: Path
+    table: pd.DataFrame
+    results: list[EvalResult]
+    significance: list[dict[str, Any]]
+    report: Path | None = None
+
+
+def leaderboard(
+    config: PrepareConfig | str, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, ks: tuple[int, ...] = (10, 20),
+    params: dict[str, dict[str, Any]] | None = None, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
+    html_report: bool = False,
+) -> LeaderboardRun:
+    """Fit each model on the split's train part, evaluate on test (full ranking), and write the run folder:
+    ``config.yaml``, ``metrics.json``, ``per_user.parquet``, ``leaderboard.md``, PNG plots (and
+    ``report.html`` if asked). ``params`` maps a model name to its config overrides."""
+    params = params or {}
+    unknown = set(params) - set(models)
+    if unknown:
+        raise ConfigError(f"--set names model(s) not in --models: {', '.join(sorted(unknown))}")
+    prepared = prepare(config, data_dir=data_dir)
+    evaluator = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items))
+    built = [(name, create(name, **params.get(name, {}))) for name in models]  # config errors before any work
+    results, timings = [], {}
+    for name, model in progress(built, desc="models", total=len(built)):
+        started = time.perf_counter()
+        model.fit(prepared.split.train, prepared.items)
+        timings[name] = {"fit_s": time.perf_counter() - started}
+        logger.info("fitted %s in %.2fs", name, timings[name]["fit_s"])
+        results.append(evaluator.evaluate(model, name=name))
+    table = leaderboard_frame(results, timings)
+    best = max(results, key=lambda r: r.means()[f"ndcg@{min(ks)}"])
+    significance = [compare(best, r, f"ndcg@{min(ks)}") | {"a": best.model, "b": r.model}
+                    for r in results if r is not best]
+
+    run_dir = new_run_dir(runs_dir, f"{prepared.name}-{prepared.config.split}")
+    write_config(run_dir, {"dataset": prepared.config.model_dump(), "models": {n: m.config.model_dump() for n, m in built},
+                           "ks": list(ks), "evaluation": {"part": "test", "mode": "full ranking, history masked"},
+                           "prepared": str(prepared.path)})
+    metrics = {r.model: {"means": r.means(), "ci95": r.ci95(), "aggregate": r.aggregate,
+                         "fit_seconds": timings[r.model]["fit_s"], "eval_seconds": r.seconds, "users": len(r.users)}
+               for r in results}
+    (run_dir / "metrics.json").write_text(json.dumps({"models": metrics, "significance": significance}, indent=2))
+    per_user_frame(results).to_parquet(run_dir / "per_user.parquet", index=False)
+    title = f"{prepared.name}, split {prepared.split.name}: test, full ranking over {prepared.split.n_items:,} items"
+    sig = pd.DataFrame([{"model": s["b"], f"ndcg@{min(ks)} diff vs {s['a']}": s["diff"], "t-test p": s["t_p"],
+                         "Wilcoxon p": s["wilcoxon_p"]} for s in significance])
+    md = to_markdown(table, title) + ("\n" + to_markdown(sig, "Paired tests across users") if len(sig) else "")
+    (run_dir / "leaderboard.md").write_text(md)
+    k0 = min(ks)
+    images = [plot_metric_bars(results, run_dir / "metrics_with_ci.png", (f"recall@{k0}", f"ndcg@{k0}")),
+              plot_by_history_length(results, run_dir / f"ndcg@{min(ks)}_by_history_length.png", f"ndcg@{min(ks)}")]
+    report = None
+    if html_report:
+        sections = [("Leaderboard", to_markdown(table))] + ([("Paired tests across users", to_markdown(sig))] if len(sig) else [])
+        report = write_html(run_dir / "report.html", f"lmrec leaderboard: {title}", sections, images)
+    return LeaderboardRun(run_dir, table, results, significance, report)

@@ -3,8 +3,8 @@ import pytest
 
 from lmrec.data import IdMap, Interactions, Split, leave_one_out
 from lmrec.data.queries import Queries
-from lmrec.eval import Evaluator, Sampled, compare, recommend
 from lmrec.errors import ConfigError, DataError
+from lmrec.eval import Evaluator, Sampled, compare, recommend
 from lmrec.models import Popularity
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from lmrec.data import IdMap, Interactions, ItemTable, leave_one_out
 from lmrec.data.queries import Queries
+from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator, recommend
 from lmrec.models import Recommender
 from lmrec.registry import MODELS, create
-from lmrec.errors import ConfigError
 
 N_USERS, N_ITEMS, PER_USER = 60, 16, 5
 

@@ -35,4 +35,4 @@ class Queries:
         users = np.arange(history.n_users) if users is None else np.asarray(users, dtype=np.int64)
         csr = history.to_csr("binary")[users]
         seqs = history.sequences()
-        return cls(users, csr.tocsr(), [seqs[u] for u in users])
+        return cls(users, csr.tocsr(), [seqs[int(u)] for u in users])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -101,7 +101,7 @@ class EvalResult:
                 for g, sel in groups.items()}
 
 
-def compare(a: EvalResult, b: EvalResult, metric: str) -> dict[str, float]:
+def compare(a: EvalResult, b: EvalResult, metric: str) -> dict[str, Any]:
     """Paired comparison of two results over the users they share: t-test and Wilcoxon signed-rank."""
     from scipy import stats
 
@@ -178,7 +178,7 @@ class Evaluator:
 
     def evaluate(self, model: Scorer, name: str | None = None, allow_fit_data: bool = False) -> EvalResult:
         """Score every evaluated user in memory-bounded chunks and compute per-user metrics."""
-        name = name or getattr(model, "name", type(model).__name__)
+        name = str(name or getattr(model, "name", type(model).__name__))
         fit_key = getattr(model, "fit_key_", None)
         if fit_key is not None and fit_key not in self.allowed_fit_keys and not allow_fit_data:
             raise ConfigError(

@@ -35,7 +35,8 @@ class Recommender:
     Config: ClassVar[type[BaseModel]] = NoConfig
 
     def __init__(self, **params: Any):
-        self.config = validate(self.Config, params, where=f"model {self.name!r}")
+        # typed Any: each subclass reads its own Config's fields
+        self.config: Any = validate(self.Config, params, where=f"model {self.name!r}")
         self.n_users_: int | None = None
         self.n_items_: int | None = None
         self.fit_key_: str | None = None
@@ -90,7 +91,7 @@ class Recommender:
             else:
                 kinds[key] = "dense"
                 arrays[key] = np.asarray(value)
-        np.savez(path / "state.npz", **arrays)
+        np.savez(path / "state.npz", **arrays)  # type: ignore[arg-type]
         meta = {"name": self.name, "config": self.config.model_dump(), "n_users": self.n_users_,
                 "n_items": self.n_items_, "fit_key": self.fit_key_, "state": kinds, "lmrec_version": __version__}
         (path / "model.json").write_text(json.dumps(meta, indent=2))

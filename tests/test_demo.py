@@ -1,0 +1,22 @@
+"""The main job on real MovieLens-100K (needs LMREC_DATA): the leaderboard must rank sensibly."""
+
+import pytest
+
+from lmrec import pipeline
+from tests.conftest import staged_folder
+
+pytestmark = pytest.mark.data
+
+
+def test_demo_leaderboard_on_movielens_100k(monkeypatch, tmp_path):
+    folder = staged_folder("movielens-100k")
+    monkeypatch.setenv("LMREC_DATA", str(folder.parent))
+    prepared, run = pipeline.demo(runs_dir=tmp_path)
+    assert prepared.stats["split"]["test"]["users"] == 943
+    ndcg = {r.model: r.means()["ndcg@10"] for r in run.results}
+    assert set(ndcg) == set(pipeline.DEFAULT_MODELS)
+    # collaborative models clearly beat popularity on this data; EASE is among the best
+    for name in ("itemknn", "userknn", "ease", "als"):
+        assert ndcg[name] > 1.3 * ndcg["pop"], (name, ndcg)
+    assert ndcg["ease"] >= max(ndcg.values()) - 0.01
+    assert run.report is not None and run.report.stat().st_size > 10_000
