@@ -64,7 +64,8 @@ class EvalResult:
     seconds: float = 0.0
 
     def means(self) -> dict[str, float]:
-        return {k: float(np.nanmean(v)) for k, v in self.per_user.items()}
+        """Mean over users; NaN entries (e.g. AUC of a user with no other candidate) are left out."""
+        return {k: _nanmean(v) for k, v in self.per_user.items()}
 
     def ci95(self) -> dict[str, tuple[float, float]]:
         """Normal-approximation 95% confidence interval of each mean (over users)."""
@@ -96,9 +97,13 @@ class EvalResult:
                 last = hi == edges[-1]
                 sel = (values >= lo) & ((values <= hi) if last else (values < hi))
                 groups[f"[{lo:g}, {hi:g}{']' if last else ')'}"] = sel
-        return {g: {"users": int(sel.sum()), **{k: float(np.nanmean(v[sel])) if sel.any() else float("nan")
-                                                for k, v in self.per_user.items()}}
+        return {g: {"users": int(sel.sum()), **{k: _nanmean(v[sel]) for k, v in self.per_user.items()}}
                 for g, sel in groups.items()}
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def compare(a: EvalResult, b: EvalResult, metric: str) -> dict[str, Any]:
@@ -201,11 +206,10 @@ class Evaluator:
             _mask(scores, q.history)
             if self.sampled is None:
                 top = torch.topk(scores, min(kmax, n_items), dim=1).indices.numpy()
-                aucs.append(_auc(scores, tgt))
+                aucs.append(_auc(scores, tgt, n_items - q.history.getnnz(axis=1)))
             else:
                 top = self._sampled_top(scores, tgt, start, kmax)
-            dense_tgt = np.asarray(tgt.todense(), dtype=bool)
-            hits.append(np.take_along_axis(dense_tgt, np.where(top >= 0, top, 0), 1) & (top >= 0))
+            hits.append(_hits(top, tgt))
             tops.append(top)
             n_rel.append(np.asarray(tgt.sum(1)).ravel())
         hit = np.concatenate(hits)
@@ -272,21 +276,40 @@ class Evaluator:
         return {"history_length": hist_len, "cold_target": cold, "target_popularity": pop}
 
 
-def _auc(scores: torch.Tensor, tgt: sp.csr_matrix) -> np.ndarray:
-    """Full-catalogue AUC per user; masked (history) items are not candidates, ties count half."""
+def _auc(scores: torch.Tensor, tgt: sp.csr_matrix, n_candidates: np.ndarray) -> np.ndarray:
+    """Full-catalogue AUC per user; masked (history) items are not candidates, ties count half.
+
+    ``n_candidates[u]`` is the number of unmasked items of row ``u``.
+    """
     coo = tgt.tocoo()
     rows = torch.as_tensor(coo.row, dtype=torch.long)
     pos_scores = scores[rows, torch.as_tensor(coo.col, dtype=torch.long)]
     reachable = torch.isfinite(pos_scores)
     rows, pos_scores = rows[reachable], pos_scores[reachable]
-    row_scores = scores[rows]
-    ranks = (row_scores > pos_scores[:, None]).sum(1).double() + 0.5 * ((row_scores == pos_scores[:, None]).sum(1) - 1).double()
-    n_cand = torch.isfinite(scores).sum(1).numpy()
+    if len(rows) == scores.shape[0] and bool((rows == torch.arange(len(rows))).all()):
+        row_scores = scores  # one reachable held-out item per user (leave-one-out): no copy needed
+    else:
+        row_scores = scores[rows]
+    above = torch.count_nonzero(row_scores > pos_scores[:, None], dim=1)
+    at_least = torch.count_nonzero(row_scores >= pos_scores[:, None], dim=1)
+    ranks = (above.double() + 0.5 * (at_least - above - 1).double()).numpy()
     per_user: list[np.ndarray] = [np.zeros(0)] * scores.shape[0]
-    r_np, k_np = rows.numpy(), ranks.numpy()
-    for u in np.unique(r_np):
-        per_user[u] = k_np[r_np == u]
-    return M.auc_from_ranks(per_user, n_cand)
+    r_np = rows.numpy()
+    order = np.argsort(r_np, kind="stable")
+    bounds = np.searchsorted(r_np[order], np.arange(scores.shape[0] + 1))
+    for u in range(scores.shape[0]):
+        if bounds[u + 1] > bounds[u]:
+            per_user[u] = ranks[order[bounds[u]:bounds[u + 1]]]
+    return M.auc_from_ranks(per_user, n_candidates)
+
+
+def _hits(top: np.ndarray, tgt: sp.csr_matrix) -> np.ndarray:
+    """bool ``[B, K]``: whether each recommended item (``-1`` = empty slot) is a held-out item of its row."""
+    n = tgt.shape[1]
+    coo = tgt.tocoo()
+    target_keys = coo.row.astype(np.int64) * n + coo.col
+    top_keys = np.arange(top.shape[0], dtype=np.int64)[:, None] * n + top
+    return np.isin(top_keys, target_keys) & (top >= 0)
 
 
 def _key(inter: Interactions) -> str:
