@@ -108,3 +108,21 @@ def test_ci_slices_and_paired_compare():
     sl = ra.slice_means("history_length")
     assert sum(g["users"] for g in sl.values()) == n_users
     assert set(ra.slice_means("cold_target")) == {"False", "True"}
+
+
+def test_top_k_breaks_ties_by_item_index_whatever_k():
+    import torch
+
+    from lmrec.eval.ranking import top_k
+
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0, 3.0], [0.0, 0.0, 5.0, 0.0, 0.0, 0.0]])
+    assert top_k(scores, 2).tolist() == [[1, 2], [2, 0]]
+    assert top_k(scores, 3).tolist() == [[1, 2, 4], [2, 0, 1]]
+    assert top_k(scores, 6).tolist() == [[1, 2, 4, 5, 3, 0], [2, 0, 1, 3, 4, 5]]
+
+
+def test_metrics_do_not_depend_on_which_cutoffs_are_requested(split):
+    model = FixedScores([1, 1, 1, 1, 1, 1])  # all tied: only the tie-break decides
+    a = Evaluator(split, ks=(1,)).evaluate(model)
+    b = Evaluator(split, ks=(1, 5)).evaluate(model)
+    np.testing.assert_array_equal(a.per_user["ndcg@1"], b.per_user["ndcg@1"])
