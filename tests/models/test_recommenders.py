@@ -90,3 +90,11 @@ def test_bad_config_and_unknown_model():
         create("itemkn")
     with pytest.raises(ConfigError, match="needs item text"):
         create("tfidf").fit(Interactions(np.array([0]), np.array([0]), IdMap(range(1)), IdMap(range(1))))
+
+
+@pytest.mark.parametrize("name", ["bpr", "als"])
+def test_seeded_fit_is_reproducible(data, name):
+    split, _ = data
+    a = create(name, factors=4, iterations=20).fit(split.train)
+    b = create(name, factors=4, iterations=20).fit(split.train)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)

@@ -52,7 +52,11 @@ class Recommender:
             raise ConfigError(f"cannot fit {self.name!r} on an empty training set")
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.fit_key_ = events_key(train)
-        self._fit(train, items)
+        # Labelled (CTR) data: these implicit-feedback models learn from the positive events only.
+        positives = train.select(train.label == 1) if train.label is not None else train
+        if len(positives) == 0:
+            raise ConfigError(f"cannot fit {self.name!r}: the training set has no positive events")
+        self._fit(positives, items)
         return self
 
     def _fit(self, train: Interactions, items: ItemTable | None) -> None:

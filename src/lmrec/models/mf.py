@@ -61,6 +61,9 @@ class BPRConfig(BaseModel):
     regularization: float = Field(0.01, ge=0)
     iterations: int = Field(100, ge=1)
     seed: int = 0
+    # implicit's BPR updates factors from several threads at once (Hogwild): fast but not repeatable.
+    # One thread makes a seeded fit reproducible; raise it when speed matters more.
+    threads: int = Field(1, ge=0, description="0 = all cores (not reproducible)")
 
 
 @register
@@ -77,7 +80,7 @@ class BPR(_FactorModel):
         c = self.config
         model = BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
                                             regularization=c.regularization, iterations=c.iterations,
-                                            random_state=c.seed)
+                                            random_state=c.seed, num_threads=c.threads)
         model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
         self._store(model, train)
 

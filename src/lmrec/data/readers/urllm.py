@@ -64,18 +64,19 @@ def read_urllm(
                  for u in user_order]
     users = IdMap(raw_users, name="user")
 
-    cols: dict[str, list[np.ndarray]] = {"user": [], "item": [], "time": [], "role": []}
+    cols: dict[str, list[np.ndarray]] = {"item": [], "time": [], "role": []}
+    lengths: list[int] = []
     for part_no, part in enumerate(PARTS):
         for u, (hist, targets) in per_part[part].items():
             n = len(hist)
             ev = np.asarray(hist + targets, dtype=object)
-            cols["user"].append(np.full(len(ev), u, dtype=object))
+            lengths.append(len(ev))
             cols["item"].append(ev)
             cols["time"].append(np.concatenate([np.arange(n), np.full(len(targets), n)]))
             # role: 0 = history, 1 = target; part number kept to build the predefined split
             cols["role"].append(np.concatenate([np.zeros(n), np.ones(len(targets))]) + 2 * part_no)
-    user_idx = users.indices(np.concatenate(cols["user"])) if user_names is None else np.repeat(
-        np.arange(len(user_order)), [len(x) for x in cols["user"]])
+    # users were added in user_order, so a user's events take that user's position as index
+    user_idx = np.repeat(np.arange(len(user_order)), lengths)
     item_raw = np.concatenate(cols["item"])
     item_idx = items.indices(item_raw, missing="-1")
     if (item_idx < 0).any():
