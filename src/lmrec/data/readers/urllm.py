@@ -67,7 +67,7 @@ def read_urllm(
     cols: dict[str, list[np.ndarray]] = {"item": [], "time": [], "role": []}
     lengths: list[int] = []
     for part_no, part in enumerate(PARTS):
-        for u, (hist, targets) in per_part[part].items():
+        for hist, targets in per_part[part].values():
             n = len(hist)
             ev = np.asarray(hist + targets, dtype=object)
             lengths.append(len(ev))
