@@ -98,3 +98,15 @@ def test_seeded_fit_is_reproducible(data, name):
     a = create(name, factors=4, iterations=20).fit(split.train)
     b = create(name, factors=4, iterations=20).fit(split.train)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+
+
+def test_tfidf_recency_weighting_follows_the_latest_interest():
+    # items 0-1 are "tea", 2-3 are "coffee"; the user moved from tea to coffee
+    inter = Interactions(np.array([0, 0, 0]), np.array([0, 1, 2]), IdMap(range(1)), IdMap(range(4)),
+                         time=np.array([1, 2, 3]))
+    items = ItemTable(inter.items, {"title": ["green tea", "black tea", "dark coffee", "light coffee"]})
+    q = Queries.from_interactions(inter)
+    flat = create("tfidf").fit(inter, items)
+    recent = create("tfidf", recency_half_life=0.5).fit(inter, items)
+    # the unseen coffee item matches the recency-weighted profile better than the equal-weight one
+    assert recent.score(q)[0, 3] > flat.score(q)[0, 3]

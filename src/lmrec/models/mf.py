@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,14 +15,12 @@ from lmrec.models.base import Recommender
 from lmrec.registry import register
 
 
-def _limit_blas_threads() -> None:
-    """implicit asks for single-threaded BLAS (it parallelises itself); set it before the first fit."""
-    try:
-        from threadpoolctl import threadpool_limits
+def _single_threaded_blas() -> contextlib.AbstractContextManager[object]:
+    """implicit asks for single-threaded BLAS during its fit (it parallelises itself); scoped so other
+    models (EASE's matrix inverse) keep every core."""
+    from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
-        threadpool_limits(1, "blas")
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return threadpool_limits(1, "blas")
 
 
 class _FactorModel(Recommender):
@@ -74,14 +72,14 @@ class BPR(_FactorModel):
     Config = BPRConfig
 
     def _fit(self, train: Interactions, items: ItemTable | None) -> None:
-        _limit_blas_threads()
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         c = self.config
-        model = BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
-                                            regularization=c.regularization, iterations=c.iterations,
-                                            random_state=c.seed, num_threads=c.threads)
-        model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
+        with _single_threaded_blas():  # implicit checks the BLAS threads when the model is built
+            model = BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
+                                                regularization=c.regularization, iterations=c.iterations,
+                                                random_state=c.seed, num_threads=c.threads)
+            model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
         self._store(model, train)
 
 
@@ -102,11 +100,11 @@ class ALS(_FactorModel):
     Config = ALSConfig
 
     def _fit(self, train: Interactions, items: ItemTable | None) -> None:
-        _limit_blas_threads()
         from implicit.cpu.als import AlternatingLeastSquares
 
         c = self.config
-        model = AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
-                                        iterations=c.iterations, random_state=c.seed)
-        model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
+        with _single_threaded_blas():  # implicit checks the BLAS threads when the model is built
+            model = AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
+                                            iterations=c.iterations, random_state=c.seed)
+            model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
         self._store(model, train)

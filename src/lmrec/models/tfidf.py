@@ -22,11 +22,15 @@ class TfidfConfig(BaseModel):
     min_df: int = Field(1, ge=1)
     max_features: int | None = Field(50_000, ge=1)
     ngram_max: int = Field(1, ge=1, le=3)
+    recency_half_life: float | None = Field(
+        None, gt=0, description="weight history items by 0.5 ** (age / half_life), age 0 = most recent; "
+        "None = equal weights")
 
 
 @register
 class TfidfContent(Recommender):
-    """User profile = sum of the L2-normalised TF-IDF vectors of the history items; score = cosine.
+    """User profile = weighted sum of the L2-normalised TF-IDF vectors of the history items (equal
+    weights, or decaying with recency); score = cosine between profile and item vectors.
 
     Scores every item that has text, including items never interacted with (cold-start items).
     """
@@ -50,8 +54,24 @@ class TfidfContent(Recommender):
 
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
-        profiles = normalize(queries.history.astype(np.float32) @ self.item_vectors_)  # [B, vocab]
+        profiles = normalize(self._weights(queries) @ self.item_vectors_)  # [B, vocab]
         return np.asarray((profiles @ self.item_vectors_.T).todense(), dtype=np.float32)
+
+    def _weights(self, queries: Queries) -> sp.csr_matrix:
+        """``[B, n_items]`` history weights: binary, or recency-decayed along each user's sequence."""
+        if self.config.recency_half_life is None:
+            return queries.history.astype(np.float32)
+        rows, cols, vals = [], [], []
+        for r, seq in enumerate(queries.sequences):
+            age = np.arange(len(seq))[::-1]  # 0 for the most recent item
+            rows.append(np.full(len(seq), r))
+            cols.append(seq)
+            vals.append(0.5 ** (age / self.config.recency_half_life))
+        if not rows:
+            return queries.history.astype(np.float32)
+        # a repeated item sums its weights
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=queries.history.shape, dtype=np.float32)
 
     def _state(self) -> dict[str, sp.csr_matrix]:
         return {"item_vectors_": self.item_vectors_}
