@@ -1,0 +1,154 @@
+"""Content-addressed embedding cache.
+
+An entry's key hashes the encoder fingerprint, the template and the exact texts; it holds ``emb.npy``
+(float32 or float16, memory-mapped on load) and ``meta.json`` (fingerprint, dim, normalised, count,
+created, lmrec version). Entries are written to a temporary folder and renamed, so a killed run never
+leaves a half-written entry that a later run would load. A meta that disagrees with the request is an
+error, never a silent reuse.
+
+Encoding is incremental: per encoder fingerprint a *pool* maps the hash of each text ever encoded to its
+vector, so a new entry (another template, a few new items) only encodes the texts the pool lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from lmrec import __version__
+from lmrec.errors import LmrecError
+from lmrec.settings import cache_home
+from lmrec.text.encoder import TextEncoder, check_texts
+
+StoreDtype = Literal["float32", "float16"]
+
+
+class CacheError(LmrecError):
+    """A cache entry does not match what was asked for."""
+
+
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """16-byte blake2b digest of each text, as an ``S16`` array."""
+    return np.array([hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts], dtype="S16")
+
+
+def entry_key(fingerprint: str, template: str, texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(fingerprint.encode())
+    h.update(b"\x00" + template.encode() + b"\x00")
+    for t in texts:
+        h.update(hashlib.blake2b(t.encode(), digest_size=16).digest())
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Folder ``root`` (default ``$LMREC_CACHE/embeddings``) of entries and per-encoder pools."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else cache_home() / "embeddings"
+
+    def entry_dir(self, key: str) -> Path:
+        return self.root / "entries" / key[:2] / key
+
+    def encode(self, encoder: TextEncoder, texts: Sequence[str], template: str = "",
+               dtype: StoreDtype = "float32") -> np.ndarray:
+        """Vectors ``[len(texts), dim]`` for ``texts``: from the cache when present, else encoded
+        (only the texts never seen by this encoder) and stored. float32 entries load memory-mapped."""
+        texts = check_texts(texts)
+        fingerprint = encoder.fingerprint
+        key = entry_key(fingerprint, template, texts)
+        folder = self.entry_dir(key)
+        if (folder / "meta.json").is_file():
+            return self._load(folder, fingerprint, len(texts), dtype)
+        vectors = self._encode_with_pool(encoder, texts)
+        self._write_entry(folder, vectors, fingerprint, template, dtype, encoder)
+        return self._load(folder, fingerprint, len(texts), dtype)
+
+    # --- entries ------------------------------------------------------------------------------------------
+    def _load(self, folder: Path, fingerprint: str, count: int, dtype: StoreDtype) -> np.ndarray:
+        meta = json.loads((folder / "meta.json").read_text())
+        problems = [f"{k}: stored {meta.get(k)!r}, asked {v!r}" for k, v in
+                    (("fingerprint", fingerprint), ("count", count), ("dtype", dtype)) if meta.get(k) != v]
+        if problems:
+            raise CacheError(f"embedding cache entry {folder} does not match the request ({'; '.join(problems)}); "
+                             "delete the folder to rebuild it")
+        emb = np.load(folder / "emb.npy", mmap_mode="r")
+        if emb.shape != (count, meta["dim"]):
+            raise CacheError(f"embedding cache entry {folder} holds shape {emb.shape}, meta says {(count, meta['dim'])}")
+        return emb if emb.dtype == np.float32 else np.asarray(emb, dtype=np.float32)
+
+    def _write_entry(self, folder: Path, vectors: np.ndarray, fingerprint: str, template: str,
+                     dtype: StoreDtype, encoder: TextEncoder) -> None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}-", dir=folder.parent))
+        try:
+            np.save(tmp / "emb.npy", vectors.astype(dtype))
+            norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(0)
+            meta = {"fingerprint": fingerprint, "dim": int(vectors.shape[1]), "count": int(len(vectors)),
+                    "dtype": dtype, "normalised": bool(np.allclose(norms, 1.0, atol=1e-3)), "template": template,
+                    "encoder": repr(encoder), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "lmrec_version": __version__}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            try:
+                tmp.rename(folder)
+            except OSError:  # another process wrote the same entry first: same key, same content
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    # --- pool of every text this encoder has encoded -------------------------------------------------------
+    def _pool_dir(self, fingerprint: str) -> Path:
+        return self.root / "pools" / fingerprint[:32]
+
+    def _encode_with_pool(self, encoder: TextEncoder, texts: list[str]) -> np.ndarray:
+        pool = self._pool_dir(encoder.fingerprint)
+        hashes = text_hashes(texts)
+        known_h = np.zeros(0, dtype="S16")
+        known_v = np.zeros((0, encoder.dim), dtype=np.float32)
+        if (pool / "hashes.npy").is_file():
+            known_h = np.load(pool / "hashes.npy")
+            known_v = np.load(pool / "emb.npy", mmap_mode="r")
+            # vectors are written before hashes, so a run killed in between leaves extra rows: ignore them
+            if len(known_v) < len(known_h) or known_v.shape[1:] != (encoder.dim,):
+                raise CacheError(f"embedding pool {pool} is inconsistent; delete it to rebuild")
+            known_v = known_v[: len(known_h)]
+        found = np.zeros(len(texts), dtype=bool)
+        order = np.argsort(known_h)
+        if len(order):
+            pos = np.minimum(np.searchsorted(known_h[order], hashes), len(order) - 1)
+            found = known_h[order][pos] == hashes
+        out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+        if found.any():
+            out[found] = known_v[order[pos[found]]]
+        missing = np.flatnonzero(~found)
+        if len(missing):
+            # encode each distinct missing text once
+            uniq_h, first, inverse = np.unique(hashes[missing], return_index=True, return_inverse=True)
+            new_v = encoder.encode([texts[missing[i]] for i in first])
+            if new_v.shape != (len(uniq_h), encoder.dim):
+                raise CacheError(f"encoder returned shape {new_v.shape}, expected {(len(uniq_h), encoder.dim)}")
+            out[missing] = new_v[inverse]
+            self._append_pool(pool, known_h, known_v, uniq_h, new_v)
+        return out
+
+    @staticmethod
+    def _append_pool(pool: Path, known_h: np.ndarray, known_v: np.ndarray, new_h: np.ndarray, new_v: np.ndarray) -> None:
+        """Rewrite the pool with the new vectors appended (temporary files + atomic renames)."""
+        pool.mkdir(parents=True, exist_ok=True)
+        all_h = np.concatenate([known_h, new_h])
+        all_v = np.concatenate([np.asarray(known_v), new_v.astype(np.float32)])
+        for name, arr in (("emb.npy", all_v), ("hashes.npy", all_h)):  # hashes last: they mark validity
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=pool)
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, pool / name)

