@@ -148,6 +148,42 @@ def bench(
     _print_leaderboard(run)
 
 
+@app.command()
+def recommend(
+    dataset: str = typer.Option(..., help="Dataset whose items to recommend."),
+    query: str = typer.Option(..., help='What the person likes, e.g. "sci-fi about time travel, not horror".'),
+    k: int = typer.Option(10, "-k", "--k", help="How many items."),
+    encoder: str = typer.Option("minilm", help="Text encoder (minilm, hash, st:NAME, a Hugging Face id or folder)."),
+    template: Optional[str] = typer.Option(None, help="Item text template, e.g. '{title}. Genres: {genres}'."),
+    user: Optional[str] = typer.Option(None, help="Raw user id whose history is blended in (and not re-recommended)."),
+    history_weight: float = typer.Option(0.3, help="Share of the user's history in the query vector (0..1)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Recommend items from a natural-language description of what a person likes."""
+    recs = pipeline.recommend_from_text(dataset, query, k, encoder, template, user, history_weight, data_dir)
+    table = Table("#", "item", "title", "score", title=f"{dataset}: {query!r}")
+    for n, r in enumerate(recs, 1):
+        table.add_row(str(n), r.item, r.title, f"{r.score:.3f}")
+    out.print(table)
+
+
+@app.command()
+def encode(
+    dataset: str = typer.Option(..., help="Dataset whose item texts to encode."),
+    encoder: str = typer.Option("minilm", help="Text encoder (minilm, hash, st:NAME, a Hugging Face id or folder)."),
+    template: Optional[str] = typer.Option(None, help="Item text template (default: the dataset's descriptive fields)."),
+    batch_size: int = typer.Option(64, help="Texts per batch."),
+    max_length: int = typer.Option(128, help="Tokens per text (longer texts are truncated)."),
+    float16: bool = typer.Option(False, "--float16", help="Store the vectors as float16."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Encode a dataset's item texts into the embedding cache (only texts not cached yet are encoded)."""
+    info = pipeline.encode_items(dataset, encoder, template, batch_size, max_length, float16, data_dir)
+    out.print(f"{info['items_with_text']:,} of {info['items']:,} items encoded with {info['encoder']} "
+              f"(dim {info['dim']}) in {info['seconds']:.2f} s; template {info['template']!r}")
+    out.print(f"cache: {info['cache']}")
+
+
 def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     """``model.key=value`` strings -> {model: {key: value}} (values parsed as YAML scalars)."""
     out: dict[str, dict[str, Any]] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lmrec.artifacts import new_run_dir, write_config
@@ -26,7 +27,11 @@ from lmrec.eval.report import (
     write_html,
 )
 from lmrec.progress import logger, progress
+from lmrec.models.text_query import TextQuery
 from lmrec.registry import create
+from lmrec.text.cache import EmbeddingCache
+from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
+from lmrec.text.texts import default_template, item_vectors
 
 DEMO_DATASET = "movielens-100k"
 
@@ -135,3 +140,52 @@ def leaderboard(
         sections = [("Leaderboard", to_markdown(table))] + ([("Paired tests across users", to_markdown(sig))] if len(sig) else [])
         report = write_html(run_dir / "report.html", f"lmrec leaderboard: {title}", sections, images)
     return LeaderboardRun(run_dir, table, results, significance, report)
+
+
+@dataclass
+class TextRecommendation:
+    """One recommended item for a text query."""
+
+    item: str
+    title: str
+    score: float
+
+
+def recommend_from_text(
+    dataset: str, query: str, k: int = 10, encoder: str = DEFAULT_ENCODER, template: str | None = None,
+    user: str | None = None, history_weight: float = 0.3, data_dir: str | Path | None = None,
+) -> list[TextRecommendation]:
+    """Items of ``dataset`` that match a free-text ``query`` (optionally blended with a user's history,
+    whose items are then not recommended again)."""
+    ds = load_dataset(dataset, data_dir)
+    enc = load_encoder(encoder)
+    vectors, _ = item_vectors(ds.items, enc, template)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    history_vector, exclude = None, None
+    if user is not None:
+        u = ds.interactions.users.index(user)
+        exclude = ds.interactions.sequences()[u]
+        history_vector = vectors[exclude].mean(0) if len(exclude) else None
+    ids, scores = TextQuery(enc, vectors).recommend(query, k, exclude, history_vector,
+                                                     history_weight if user is not None else 0.0)
+    titles = ds.items["title"] if "title" in ds.items else np.asarray(ds.items.render(template or default_template(ds.items)))
+    raw = ds.interactions.items.raws(ids)
+    return [TextRecommendation(str(r), str(titles[i]), float(s)) for r, i, s in zip(raw, ids, scores)]
+
+
+def encode_items(
+    dataset: str, encoder: str = DEFAULT_ENCODER, template: str | None = None, batch_size: int = 64,
+    max_length: int = 128, float16: bool = False, data_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Encode a dataset's item texts into the embedding cache; returns what was done."""
+    ds = load_dataset(dataset, data_dir)
+    options = {} if encoder.lower().startswith("hash") else {"batch_size": batch_size, "max_length": max_length}
+    enc = load_encoder(encoder, **options)
+    template = template or default_template(ds.items)
+    cache = EmbeddingCache()
+    started = time.perf_counter()
+    _, has_text = item_vectors(ds.items, enc, template, cache, dtype="float16" if float16 else "float32")
+    return {"dataset": dataset, "encoder": encoder, "fingerprint": enc.fingerprint, "dim": enc.dim,
+            "template": template, "items": len(has_text), "items_with_text": int(has_text.sum()),
+            "seconds": time.perf_counter() - started, "cache": str(cache.root)}

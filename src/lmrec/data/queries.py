@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lmrec.data.interactions import Interactions
+from lmrec.errors import ConfigError
 
 
 @dataclass
@@ -22,12 +23,46 @@ class Queries:
     users: np.ndarray
     history: sp.csr_matrix
     sequences: list[np.ndarray]
+    times: list[np.ndarray] | None = None  # times of ``sequences`` (unit: ``time_unit``)
+    time_unit: str | None = None
 
     def __len__(self) -> int:
         return len(self.users)
 
     def slice(self, start: int, stop: int) -> Queries:
-        return Queries(self.users[start:stop], self.history[start:stop], self.sequences[start:stop])
+        times = self.times[start:stop] if self.times is not None else None
+        return Queries(self.users[start:stop], self.history[start:stop], self.sequences[start:stop], times,
+                       self.time_unit)
+
+    def weights(self, half_life: float | None = None, unit: str = "interactions") -> sp.csr_matrix:
+        """``[B, n_items]`` weights of each user's history items, for profile-style models.
+
+        ``half_life=None``: 1 per history item. Otherwise an item's weight is ``0.5 ** (age / half_life)``,
+        its age counted in interactions (0 = most recent) or, with ``unit="seconds"``, in seconds before
+        the user's latest interaction: older interests fade, recent ones dominate (interest drift).
+        A repeated item sums its weights.
+        """
+        if half_life is None:
+            return self.history.astype(np.float32)
+        if unit not in ("interactions", "seconds"):
+            raise ConfigError(f"half-life unit must be 'interactions' or 'seconds', got {unit!r}")
+        if unit == "seconds" and (self.times is None or self.time_unit != "s"):
+            raise ConfigError("a half-life in seconds needs real timestamps; this dataset only has an order "
+                              "(use half_life_unit='interactions')")
+        rows, cols, vals = [], [], []
+        for r, seq in enumerate(self.sequences):
+            if unit == "seconds":
+                t = self.times[r]  # type: ignore[index]
+                age = (t.max() - t).astype(np.float64) if len(t) else np.zeros(0)
+            else:
+                age = np.arange(len(seq))[::-1].astype(np.float64)
+            rows.append(np.full(len(seq), r))
+            cols.append(seq)
+            vals.append(0.5 ** (age / half_life))
+        if not rows:
+            return self.history.astype(np.float32)
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=self.history.shape, dtype=np.float32)
 
     @classmethod
     def from_interactions(cls, history: Interactions, users: np.ndarray | None = None) -> Queries:
@@ -35,4 +70,7 @@ class Queries:
         users = np.arange(history.n_users) if users is None else np.asarray(users, dtype=np.int64)
         csr = history.to_csr("binary")[users]
         seqs = history.sequences()
-        return cls(users, csr.tocsr(), [seqs[int(u)] for u in users])
+        times = None
+        if seqs.times is not None:
+            times = [seqs.times[seqs.offsets[int(u)]:seqs.offsets[int(u) + 1]] for u in users]
+        return cls(users, csr.tocsr(), [seqs[int(u)] for u in users], times, history.time_unit)

@@ -54,24 +54,8 @@ class TfidfContent(Recommender):
 
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
-        profiles = normalize(self._weights(queries) @ self.item_vectors_)  # [B, vocab]
+        profiles = normalize(queries.weights(self.config.recency_half_life) @ self.item_vectors_)  # [B, vocab]
         return np.asarray((profiles @ self.item_vectors_.T).todense(), dtype=np.float32)
-
-    def _weights(self, queries: Queries) -> sp.csr_matrix:
-        """``[B, n_items]`` history weights: binary, or recency-decayed along each user's sequence."""
-        if self.config.recency_half_life is None:
-            return queries.history.astype(np.float32)
-        rows, cols, vals = [], [], []
-        for r, seq in enumerate(queries.sequences):
-            age = np.arange(len(seq))[::-1]  # 0 for the most recent item
-            rows.append(np.full(len(seq), r))
-            cols.append(seq)
-            vals.append(0.5 ** (age / self.config.recency_half_life))
-        if not rows:
-            return queries.history.astype(np.float32)
-        # a repeated item sums its weights
-        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                             shape=queries.history.shape, dtype=np.float32)
 
     def _state(self) -> dict[str, sp.csr_matrix]:
         return {"item_vectors_": self.item_vectors_}

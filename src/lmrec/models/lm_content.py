@@ -1,0 +1,62 @@
+"""LMContent: language-model item vectors; a user is the recency-weighted mean of their history's vectors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmrec.data.interactions import Interactions
+from lmrec.data.items import ItemTable
+from lmrec.data.queries import Queries
+from lmrec.errors import ConfigError
+from lmrec.models.base import Recommender
+from lmrec.registry import register
+from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
+from lmrec.text.texts import item_vectors
+
+
+class LMContentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    encoder: str = Field(DEFAULT_ENCODER, description="minilm, hash[:dim], st:NAME, or a Hugging Face id / folder")
+    template: str | None = Field(None, description="item text template; default: the dataset's descriptive fields")
+    half_life: float | None = Field(None, gt=0, description="recency half-life (interest drift); None = equal weights")
+    half_life_unit: Literal["interactions", "seconds"] = "interactions"
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(128, ge=8, description="tokens per item text (longer texts are truncated)")
+
+
+@register
+class LMContent(Recommender):
+    """score(u, i) = <user vector, item vector> over every item with text, including items nobody has
+    interacted with yet (cold-start items). Item vectors come from the embedding cache."""
+
+    name = "lmcontent"
+    Config = LMContentConfig
+
+    def _fit(self, train: Interactions, items: ItemTable | None) -> None:
+        if items is None or not items.fields:
+            raise ConfigError(f"{self.name} needs item text: pass the dataset's item table to fit()")
+        c = self.config
+        options = {} if c.encoder.lower().startswith("hash") else {"batch_size": c.batch_size, "max_length": c.max_length}
+        encoder = load_encoder(c.encoder, **options)
+        vectors, has_text = item_vectors(items, encoder, c.template)
+        self.item_vectors_ = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.has_text_ = has_text
+        self.encoder_fingerprint_ = np.array(encoder.fingerprint)
+
+    def user_vectors(self, queries: Queries) -> np.ndarray:
+        """``[B, dim]`` L2-normalised recency-weighted means of the history item vectors."""
+        w = queries.weights(self.config.half_life, self.config.half_life_unit)
+        u = np.asarray(w @ self.item_vectors_, dtype=np.float32)
+        norms = np.linalg.norm(u, axis=1, keepdims=True)
+        return np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
+
+    def score(self, queries: Queries) -> np.ndarray:
+        self._check_fitted()
+        return self.user_vectors(queries) @ self.item_vectors_.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"item_vectors_": self.item_vectors_, "has_text_": self.has_text_,
+                "encoder_fingerprint_": self.encoder_fingerprint_}

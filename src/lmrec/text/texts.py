@@ -1,0 +1,48 @@
+"""Item and user text: default templates, item vectors from the cache, user text from reviews or history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lmrec.data.items import ItemTable, UserTable
+from lmrec.text.cache import EmbeddingCache, StoreDtype
+from lmrec.text.encoder import TextEncoder
+
+# Fields worth reading, in the order they read best; labels make the rendered text self-explanatory.
+_FIELD_LABELS = [("title", ""), ("text", ""), ("brand", "Brand: "), ("categories", "Category: "),
+                 ("genres", "Genres: "), ("attributes", "Attributes: "), ("description", "Description: ")]
+
+
+def default_template(items: ItemTable) -> str:
+    """A template over the item's descriptive fields, e.g. ``"{title}. Brand: {brand}. Category: {categories}"``."""
+    parts = [f"{label}{{{f}}}" for f, label in _FIELD_LABELS if f in items]
+    if not parts:  # unknown fields: use them all
+        parts = [f"{{{f}}}" for f in items.fields]
+    return ". ".join(parts)
+
+
+def item_vectors(items: ItemTable, encoder: TextEncoder, template: str | None = None,
+                 cache: EmbeddingCache | None = None, dtype: StoreDtype = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors float32 [n_items, dim], has_text bool [n_items])``; items whose rendered text is empty
+    get a zero vector (they can still be scored by models that also use IDs)."""
+    template = template or default_template(items)
+    texts = items.render(template)
+    has_text = np.array([bool(t) for t in texts])
+    vectors = np.zeros((len(items), encoder.dim), dtype=np.float32)
+    if has_text.any():
+        cache = cache or EmbeddingCache()
+        vectors[has_text] = cache.encode(encoder, [t for t in texts if t], template=template, dtype=dtype)
+    return vectors, has_text
+
+
+def user_text(history: Sequence[int] | np.ndarray, items: ItemTable, users: UserTable | None = None,
+              user: int | None = None, field: str = "title", max_items: int = 10) -> str:
+    """A user's text: their reviews when the dataset has them, else the titles of their most recent
+    ``max_items`` history items, most recent first, joined by ``"; "``."""
+    if users is not None and user is not None and "reviews" in users and users["reviews"][user]:
+        return str(users["reviews"][user])
+    source = items[field] if field in items else np.asarray(items.render(default_template(items)), dtype=object)
+    recent = list(history)[::-1][:max_items]
+    return "; ".join(str(source[i]) for i in recent if source[i])
