@@ -70,3 +70,18 @@ def test_bench_writes_a_complete_run_folder(capsys, tmp_path):
     code, _, err = run(capsys, "bench", "--dataset", "movielens-100k", "--models", "pop", "--set", "ease.l2=1",
                        "--data-dir", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
     assert code == 2 and "--set names model(s) not in --models: ease" in err
+
+
+def test_recommend_from_text_and_encode(capsys, tmp_path):
+    fixtures.write_ml100k(tmp_path / "movielens-100k")
+    code, out, err = run(capsys, "recommend", "--dataset", "movielens-100k", "--query", "comedy heat, not action",
+                         "-k", "2", "--encoder", "hash:512", "--data-dir", str(tmp_path))
+    assert code == 0, err
+    assert "Café au lait (1993)" in out or "Toy Story (1995)" in out
+    code, out, err = run(capsys, "encode", "--dataset", "movielens-100k", "--encoder", "hash",
+                         "--data-dir", str(tmp_path))
+    assert code == 0, err
+    assert "3 of 3 items encoded with hash (dim 256)" in out
+    code, _, err = run(capsys, "recommend", "--dataset", "movielens-100k", "--query", "x", "--encoder",
+                       str(tmp_path / "missing-model"), "--data-dir", str(tmp_path))
+    assert code == 2 and "cannot load encoder" in err

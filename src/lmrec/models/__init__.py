@@ -2,10 +2,11 @@
 
 from lmrec.models.base import Recommender
 from lmrec.models.ease import EASE
+from lmrec.models.hybrid_ncf import HybridNCF
 from lmrec.models.knn import ItemKNN, UserKNN
 from lmrec.models.lm_content import LMContent
 from lmrec.models.mf import ALS, BPR
 from lmrec.models.popularity import Popularity
 from lmrec.models.tfidf import TfidfContent
 
-__all__ = ["ALS", "BPR", "EASE", "ItemKNN", "LMContent", "Popularity", "Recommender", "TfidfContent", "UserKNN"]
+__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Popularity", "Recommender", "TfidfContent", "UserKNN"]
