@@ -11,10 +11,12 @@ pytestmark = pytest.mark.data
 def test_demo_leaderboard_on_movielens_100k(monkeypatch, tmp_path):
     folder = staged_folder("movielens-100k")
     monkeypatch.setenv("LMREC_DATA", str(folder.parent))
-    prepared, run = pipeline.demo(runs_dir=tmp_path)
+    models = (*pipeline.DEFAULT_MODELS, "lmcontent")  # hybridncf's 30 s fit is left to `make demo`
+    prepared, run, answers = pipeline.demo(runs_dir=tmp_path, models=models)
     assert prepared.stats["split"]["test"]["users"] == 943
     ndcg = {r.model: r.means()["ndcg@10"] for r in run.results}
-    assert set(ndcg) == set(pipeline.DEFAULT_MODELS)
+    assert set(ndcg) == set(models)
+    assert len(answers) == 5 and any("Time" in a.title or "Back to the Future" in a.title for a in answers)
     # collaborative models clearly beat popularity on this data; EASE is among the best
     for name in ("itemknn", "userknn", "ease", "als"):
         assert ndcg[name] > 1.3 * ndcg["pop"], (name, ndcg)

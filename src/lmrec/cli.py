@@ -118,12 +118,15 @@ def datasets_download(name: str = typer.Argument(..., help="Dataset with a publi
 @app.command()
 def demo(data_dir: Optional[Path] = DataDir,
          runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written.")) -> None:
-    """The main job on the embedded defaults: MovieLens-100K, leave-one-out split, baseline leaderboard
-    and an HTML report."""
-    prepared, run = pipeline.demo(data_dir, runs_dir=runs_dir)
+    """The main job on the embedded defaults: MovieLens-100K, leave-one-out split, a leaderboard of
+    classical and language-model recommenders, an HTML report and a free-text query."""
+    prepared, run, answers = pipeline.demo(data_dir, runs_dir=runs_dir)
     out.print("[bold]lmrec demo[/]: MovieLens-100K, leave-one-out split")
     _print_prepared(prepared)
     _print_leaderboard(run)
+    out.print(f"\nfree-text query {pipeline.DEMO_QUERY!r} (MiniLM, `lmrec recommend`):")
+    for n, r in enumerate(answers, 1):
+        out.print(f"  {n}. {r.title}  ({r.score:.3f})")
 
 
 @app.command()

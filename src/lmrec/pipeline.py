@@ -57,27 +57,9 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any
     }
 
 
-def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: str | Path = "runs",
-         ) -> tuple[Prepared, LeaderboardRun]:
-    """The main job: prepare MovieLens-100K (leave-one-out) and run the baseline leaderboard on it,
-    with an HTML report.
-
-    If the dataset is not in the data home and ``download`` is true, it is fetched from GroupLens first
-    (checksum-verified).
-    """
-    spec = get_spec(DEMO_DATASET, data_dir)
-    if missing_files(spec, data_dir):
-        if not download:
-            raise DatasetNotFound(f"{DEMO_DATASET} is not in the data home and downloading is off")
-        logger.warning("%s not found in the data home; downloading it from GroupLens", DEMO_DATASET)
-        download_dataset(DEMO_DATASET, data_dir)
-    config = PrepareConfig(dataset=DEMO_DATASET, split="loo")
-    prepared = prepare(config, data_dir=data_dir)
-    run = leaderboard(config, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
-    return prepared, run
-
-
 DEFAULT_MODELS = ("pop", "itemknn", "userknn", "tfidf", "ease", "bpr", "als")
+DEMO_MODELS = (*DEFAULT_MODELS, "lmcontent", "hybridncf")
+DEMO_QUERY = "sci-fi about time travel, not horror"
 
 
 @dataclass
@@ -189,3 +171,24 @@ def encode_items(
     return {"dataset": dataset, "encoder": encoder, "fingerprint": enc.fingerprint, "dim": enc.dim,
             "template": template, "items": len(has_text), "items_with_text": int(has_text.sum()),
             "seconds": time.perf_counter() - started, "cache": str(cache.root)}
+
+
+def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: str | Path = "runs",
+         models: tuple[str, ...] = DEMO_MODELS) -> tuple[Prepared, LeaderboardRun, list[TextRecommendation]]:
+    """The main job: prepare MovieLens-100K (leave-one-out), run the leaderboard of classical and
+    language-model recommenders with an HTML report, and answer a free-text query (``DEMO_QUERY``).
+
+    If the dataset is not in the data home and ``download`` is true, it is fetched from GroupLens first
+    (checksum-verified).
+    """
+    spec = get_spec(DEMO_DATASET, data_dir)
+    if missing_files(spec, data_dir):
+        if not download:
+            raise DatasetNotFound(f"{DEMO_DATASET} is not in the data home and downloading is off")
+        logger.warning("%s not found in the data home; downloading it from GroupLens", DEMO_DATASET)
+        download_dataset(DEMO_DATASET, data_dir)
+    config = PrepareConfig(dataset=DEMO_DATASET, split="loo")
+    prepared = prepare(config, data_dir=data_dir)
+    run = leaderboard(config, models, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
+    answers = recommend_from_text(DEMO_DATASET, DEMO_QUERY, k=5, data_dir=data_dir)
+    return prepared, run, answers

@@ -21,7 +21,9 @@ class LMContentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     encoder: str = Field(DEFAULT_ENCODER, description="minilm, hash[:dim], st:NAME, or a Hugging Face id / folder")
     template: str | None = Field(None, description="item text template; default: the dataset's descriptive fields")
-    half_life: float | None = Field(None, gt=0, description="recency half-life (interest drift); None = equal weights")
+    # 1 interaction: chosen on the validation parts of MovieLens-100K and Amazon-Beauty, where it beat
+    # equal weights by far (NDCG@10 0.025 vs 0.007 and 0.033 vs 0.021): recent interests dominate.
+    half_life: float | None = Field(1.0, gt=0, description="recency half-life (interest drift); None = equal weights")
     half_life_unit: Literal["interactions", "seconds"] = "interactions"
     batch_size: int = Field(64, ge=1)
     max_length: int = Field(128, ge=8, description="tokens per item text (longer texts are truncated)")
