@@ -26,8 +26,8 @@ from lmrec.eval.report import (
     to_markdown,
     write_html,
 )
-from lmrec.progress import logger, progress
 from lmrec.models.text_query import TextQuery
+from lmrec.progress import logger, progress
 from lmrec.registry import create
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder

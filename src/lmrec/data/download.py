@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmrec.errors import DataError
+from lmrec.fsutil import atomic_dir
 from lmrec.progress import logger, progress_bar
 
 _CHUNK = 1 << 16
@@ -60,27 +60,18 @@ def fetch(url: str, dest: Path, checksum: str, timeout: float = 60.0) -> Path:
 def install_archive(archive: Path, archive_folder: str, target: Path) -> Path:
     """Extract the files under ``archive_folder/`` of a zip into ``target`` (created atomically)."""
     prefix = archive_folder.strip("/") + "/"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
-            if not members:
-                raise DataError(f"{archive}: the archive has no folder {archive_folder!r}")
-            for m in members:
-                rel = Path(m.filename[len(prefix):])
-                if rel.is_absolute() or ".." in rel.parts:
-                    raise DataError(f"{archive}: unsafe path {m.filename!r} in archive")
-                out = staging / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.replace(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with atomic_dir(target) as staging, zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+        if not members:
+            raise DataError(f"{archive}: the archive has no folder {archive_folder!r}")
+        for m in members:
+            rel = Path(m.filename[len(prefix):])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise DataError(f"{archive}: unsafe path {m.filename!r} in archive")
+            out = staging / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
     return target
 
 

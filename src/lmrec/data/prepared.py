@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from lmrec.data.split import (
 )
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError
+from lmrec.fsutil import atomic_dir
 from lmrec.settings import cache_home
 
 FORMAT_VERSION = 1
@@ -218,9 +217,7 @@ def _cache_key(config: PrepareConfig, files: list[Path]) -> str:
 def _write(out: Path, config: PrepareConfig, key: str, split: Split, items: ItemTable, users: UserTable | None,
            stats: dict[str, Any], files: list[Path]) -> None:
     """Write into a temporary folder, then rename: a killed run never leaves a half-written preparation."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         parts = split.parts()
         frames = []
         for i, p in enumerate(PARTS):
@@ -242,9 +239,3 @@ def _write(out: Path, config: PrepareConfig, key: str, split: Split, items: Item
             "time_unit": split.train.time_unit, "sources": {f.name: _file_digest(f) for f in files},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

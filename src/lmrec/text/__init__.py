@@ -2,8 +2,14 @@
 
 from lmrec.text.cache import CacheError, EmbeddingCache
 from lmrec.text.encoder import (
-    DEFAULT_ENCODER, EncoderError, HashingEncoder, HFEncoder, SentenceTransformerEncoder, TextEncoder,
-    TfidfEncoder, load_encoder,
+    DEFAULT_ENCODER,
+    EncoderError,
+    HashingEncoder,
+    HFEncoder,
+    SentenceTransformerEncoder,
+    TextEncoder,
+    TfidfEncoder,
+    load_encoder,
 )
 
 __all__ = [

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from lmrec import __version__
 from lmrec.errors import LmrecError
+from lmrec.fsutil import atomic_dir
 from lmrec.settings import cache_home
 from lmrec.text.encoder import TextEncoder, check_texts
 
@@ -88,9 +88,7 @@ class EmbeddingCache:
 
     def _write_entry(self, folder: Path, vectors: np.ndarray, fingerprint: str, template: str,
                      dtype: StoreDtype, encoder: TextEncoder) -> None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}-", dir=folder.parent))
-        try:
+        with atomic_dir(folder, replace=False) as tmp:  # same key, same content: a racing writer may win
             np.save(tmp / "emb.npy", vectors.astype(dtype))
             norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(0)
             meta = {"fingerprint": fingerprint, "dim": int(vectors.shape[1]), "count": int(len(vectors)),
@@ -98,13 +96,6 @@ class EmbeddingCache:
                     "encoder": repr(encoder), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "lmrec_version": __version__}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            try:
-                tmp.rename(folder)
-            except OSError:  # another process wrote the same entry first: same key, same content
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     # --- pool of every text this encoder has encoded -------------------------------------------------------
     def _pool_dir(self, fingerprint: str) -> Path:

@@ -140,7 +140,6 @@ class HFEncoder:
             return
         import torch
         from transformers import AutoModel, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         if not progress_enabled():

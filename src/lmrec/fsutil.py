@@ -1,0 +1,38 @@
+"""Filesystem helpers shared by everything that writes folders (prepared datasets, downloads, caches)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_dir(target: Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success it is renamed to ``target``.
+
+    A failure or interruption inside the block removes the temporary folder, so ``target`` is either the
+    complete new content, or untouched. With ``replace=False`` an existing ``target`` wins (another
+    process wrote the same content first) and the new folder is discarded.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name[:40]}-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            if not replace:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if replace or not target.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # lost a race to an identical writer
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
