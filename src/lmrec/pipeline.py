@@ -162,8 +162,7 @@ def encode_items(
 ) -> dict[str, Any]:
     """Encode a dataset's item texts into the embedding cache; returns what was done."""
     ds = load_dataset(dataset, data_dir)
-    options = {} if encoder.lower().startswith("hash") else {"batch_size": batch_size, "max_length": max_length}
-    enc = load_encoder(encoder, **options)
+    enc = load_encoder(encoder, batch_size=batch_size, max_length=max_length)
     template = template or default_template(ds.items)
     cache = EmbeddingCache()
     started = time.perf_counter()

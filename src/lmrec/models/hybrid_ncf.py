@@ -88,8 +88,7 @@ class HybridNCF(Recommender):
         if items is None or not items.fields:
             raise ConfigError(f"{self.name} needs item text: pass the dataset's item table to fit()")
         c = self.config
-        options = {} if c.encoder.lower().startswith("hash") else {"max_length": c.max_length}
-        lm, _ = item_vectors(items, load_encoder(c.encoder, **options), c.template)
+        lm, _ = item_vectors(items, load_encoder(c.encoder, max_length=c.max_length), c.template)
         torch.manual_seed(c.seed)
         rng = np.random.default_rng(c.seed)
         net = _Net(train.n_users, train.n_items, lm.shape[1], c)

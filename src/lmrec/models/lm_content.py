@@ -41,8 +41,7 @@ class LMContent(Recommender):
         if items is None or not items.fields:
             raise ConfigError(f"{self.name} needs item text: pass the dataset's item table to fit()")
         c = self.config
-        options = {} if c.encoder.lower().startswith("hash") else {"batch_size": c.batch_size, "max_length": c.max_length}
-        encoder = load_encoder(c.encoder, **options)
+        encoder = load_encoder(c.encoder, batch_size=c.batch_size, max_length=c.max_length)
         vectors, has_text = item_vectors(items, encoder, c.template)
         self.item_vectors_ = np.ascontiguousarray(vectors, dtype=np.float32)
         self.has_text_ = has_text

@@ -200,12 +200,13 @@ class SentenceTransformerEncoder:
     """A model in the sentence-transformers format (its own pooling / normalisation modules)."""
 
     def __init__(self, model: str | Path, batch_size: int = 64, device: str = "auto", normalize: bool = True,
-                 name: str | None = None):
+                 max_length: int | None = None, name: str | None = None):
         self.path = resolve_model_path(model)
         self.name = name or str(model)
         self.batch_size, self.device, self.normalize = batch_size, pick_device(device), normalize
+        self.max_length = max_length  # None: the model's own max_seq_length
         self._model: Any = None
-        self._fingerprint = _digest("st", folder_digest(self.path), normalize)
+        self._fingerprint = _digest("st", folder_digest(self.path), normalize, max_length)
         st_cfg = _read_json(self.path / "config.json")
         self._dim = int(st_cfg.get("hidden_size", 0))
 
@@ -225,6 +226,8 @@ class SentenceTransformerEncoder:
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(str(self.path), device=self.device)
+            if self.max_length is not None:
+                self._model.max_seq_length = self.max_length
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = check_texts(texts)
@@ -353,6 +356,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> TextEncoder:
     sentence-transformers backend, or any Hugging Face id / local folder (``HFEncoder`` options apply)."""
     lowered = name.lower()
     if lowered == "hash" or lowered.startswith("hash:"):
+        # no model: batching and token options do not apply, so they are ignored
         dim = int(lowered.split(":", 1)[1]) if ":" in lowered else 256
         return HashingEncoder(dim)
     if lowered.startswith("st:"):
