@@ -132,7 +132,8 @@ def prepare(
     spec = get_spec(config.dataset, data_dir)
     config = config.resolved(spec.default_split)
     files = source_files(spec, data_dir)
-    key = _cache_key(config, files)
+    digests = {f.name: _file_digest(f) for f in files}  # read each source once
+    key = _cache_key(config, digests)
     root = Path(cache_dir) if cache_dir is not None else cache_home() / "prepared"
     out = root / config.dataset / f"{config.split}-{key[:16]}"
     if not force and (out / "meta.json").is_file():
@@ -152,7 +153,7 @@ def prepare(
         "cold_test_users": int(len(split.cold_users("test"))),
         "prepare_seconds": round(time.perf_counter() - started, 3),
     }
-    _write(out, config, key, split, items, users, stats, files)
+    _write(out, config, key, split, items, users, stats, digests)
     return Prepared(config.dataset, config, key, split, items, users, stats, out)
 
 
@@ -205,17 +206,17 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _cache_key(config: PrepareConfig, files: list[Path]) -> str:
+def _cache_key(config: PrepareConfig, digests: dict[str, str]) -> str:
     h = hashlib.sha256()
     h.update(f"lmrec-prepared-v{FORMAT_VERSION}\n".encode())
     h.update(config.model_dump_json().encode())
-    for f in sorted(files, key=lambda p: p.name):
-        h.update(f"\n{f.name}:{_file_digest(f)}".encode())
+    for name in sorted(digests):
+        h.update(f"\n{name}:{digests[name]}".encode())
     return h.hexdigest()
 
 
 def _write(out: Path, config: PrepareConfig, key: str, split: Split, items: ItemTable, users: UserTable | None,
-           stats: dict[str, Any], files: list[Path]) -> None:
+           stats: dict[str, Any], digests: dict[str, str]) -> None:
     """Write into a temporary folder, then rename: a killed run never leaves a half-written preparation."""
     with atomic_dir(out) as tmp:
         parts = split.parts()
@@ -236,6 +237,6 @@ def _write(out: Path, config: PrepareConfig, key: str, split: Split, items: Item
             "dataset": config.dataset, "key": key, "config": config.model_dump(), "format_version": FORMAT_VERSION,
             "lmrec_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "split_name": split.name, "has_context": split.context is not None, "notes": split.notes,
-            "time_unit": split.train.time_unit, "sources": {f.name: _file_digest(f) for f in files},
+            "time_unit": split.train.time_unit, "sources": digests,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -45,6 +45,16 @@ class _FactorModel(Recommender):
         return {"user_factors_": self.user_factors_, "item_factors_": self.item_factors_,
                 "trained_users_": self.trained_users_}
 
+    def _implicit_model(self) -> object:
+        """The configured, unfitted ``implicit`` model."""
+        raise NotImplementedError
+
+    def _fit(self, train: Interactions, items: ItemTable | None) -> None:
+        with _single_threaded_blas():  # implicit checks the BLAS threads when the model is built
+            model = self._implicit_model()
+            model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)  # type: ignore[attr-defined]
+        self._store(model, train)
+
     def _store(self, model: object, train: Interactions) -> None:
         uf, itf = model.user_factors, model.item_factors  # type: ignore[attr-defined]
         to_np = lambda a: np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=np.float32)  # noqa: E731
@@ -71,16 +81,13 @@ class BPR(_FactorModel):
     name = "bpr"
     Config = BPRConfig
 
-    def _fit(self, train: Interactions, items: ItemTable | None) -> None:
+    def _implicit_model(self) -> object:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         c = self.config
-        with _single_threaded_blas():  # implicit checks the BLAS threads when the model is built
-            model = BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
-                                                regularization=c.regularization, iterations=c.iterations,
-                                                random_state=c.seed, num_threads=c.threads)
-            model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
-        self._store(model, train)
+        return BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
+                                           regularization=c.regularization, iterations=c.iterations,
+                                           random_state=c.seed, num_threads=c.threads)
 
 
 class ALSConfig(BaseModel):
@@ -99,12 +106,9 @@ class ALS(_FactorModel):
     name = "als"
     Config = ALSConfig
 
-    def _fit(self, train: Interactions, items: ItemTable | None) -> None:
+    def _implicit_model(self) -> object:
         from implicit.cpu.als import AlternatingLeastSquares
 
         c = self.config
-        with _single_threaded_blas():  # implicit checks the BLAS threads when the model is built
-            model = AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
-                                            iterations=c.iterations, random_state=c.seed)
-            model.fit(train.to_csr("binary").astype(np.float32), show_progress=False)
-        self._store(model, train)
+        return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
+                                       iterations=c.iterations, random_state=c.seed)
