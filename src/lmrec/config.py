@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -26,7 +28,9 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
     for e in exc.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(config)"
         if e["type"] == "extra_forbidden":
-            problems.append(f"unknown key {key!r} (allowed: {', '.join(model.model_fields)})")
+            close = difflib.get_close_matches(str(e["loc"][-1]), list(model.model_fields), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"unknown key {key!r} ({hint}allowed: {', '.join(model.model_fields)})")
         else:
             problems.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(problems)

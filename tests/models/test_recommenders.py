@@ -28,6 +28,9 @@ PERSONALISED = [
     ("als", {"factors": 2, "iterations": 30}),
     ("lmcontent", {"encoder": "hash"}),
     ("hybridncf", {"encoder": "hash", "epochs": 40, "batch_size": 16}),  # 180 events: small batches
+    # 60 users with 3 training events each: small batches, many epochs
+    ("sasrec", {"dim": 16, "layers": 1, "max_len": 5, "batch_size": 8, "lr": 3e-2, "epochs": 60}),
+    ("textseq", {"encoder": "hash", "dim": 16, "layers": 1, "max_len": 5, "batch_size": 8, "lr": 1e-2, "epochs": 60}),
 ]
 # How many of the top items must have the user's parity. A neural model fitted on 180 events separates
 # the groups reliably but orders a user's unseen own-group items less so (top 3 varies with the seed).

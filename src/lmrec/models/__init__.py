@@ -7,6 +7,8 @@ from lmrec.models.knn import ItemKNN, UserKNN
 from lmrec.models.lm_content import LMContent
 from lmrec.models.mf import ALS, BPR
 from lmrec.models.popularity import Popularity
+from lmrec.models.sasrec import SASRec
+from lmrec.models.textseq import TextSeqRec
 from lmrec.models.tfidf import TfidfContent
 
-__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Popularity", "Recommender", "TfidfContent", "UserKNN"]
+__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "UserKNN"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +17,9 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lmrec.eval.ranking import Evaluator
 
 
 class NoConfig(BaseModel):
@@ -33,6 +36,7 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[BaseModel]] = NoConfig
+    uses_validation: ClassVar[bool] = False  # True: _fit takes validation= (early stopping)
 
     def __init__(self, **params: Any):
         # typed Any: each subclass reads its own Config's fields
@@ -46,8 +50,13 @@ class Recommender:
         return f"{type(self).__name__}({params})"
 
     # --- contract ------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, items: ItemTable | None = None) -> Recommender:
-        """Learn from ``train`` (and item text where the model uses it); returns ``self``."""
+    def fit(self, train: Interactions, items: ItemTable | None = None, validation: Evaluator | None = None,
+            ) -> Recommender:
+        """Learn from ``train`` (and item text where the model uses it); returns ``self``.
+
+        ``validation`` (an ``Evaluator`` on the split's valid part) lets models trained for several
+        epochs stop early and keep their best epoch; models without epochs ignore it.
+        """
         if len(train) == 0:
             raise ConfigError(f"cannot fit {self.name!r} on an empty training set")
         self.n_users_, self.n_items_ = train.n_users, train.n_items
@@ -56,7 +65,10 @@ class Recommender:
         positives = train.select(train.label == 1) if train.label is not None else train
         if len(positives) == 0:
             raise ConfigError(f"cannot fit {self.name!r}: the training set has no positive events")
-        self._fit(positives, items)
+        if self.uses_validation:
+            self._fit(positives, items, validation=validation)  # type: ignore[call-arg]
+        else:
+            self._fit(positives, items)
         return self
 
     def _fit(self, train: Interactions, items: ItemTable | None) -> None:

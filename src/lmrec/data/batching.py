@@ -1,0 +1,123 @@
+"""The only place numpy becomes torch tensors: sequence batches for training and for scoring.
+
+Convention for sequence models: item index ``i`` is token ``i + 1`` and token ``0`` is padding.
+Sequences are **left**-padded, so the last position of every row is the most recent item and the state
+there is the user's representation. Targets are item indices (``-1`` = no target at that position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from lmrec.data.interactions import Sequences
+from lmrec.errors import ConfigError
+
+PAD = 0
+NO_TARGET = -1
+
+
+@dataclass
+class SequenceBatch:
+    """``tokens`` int64 ``[B, L]`` (item + 1, 0 = padding, left-padded); ``targets`` int64 ``[B, L]``: the
+    item that follows each position (``-1`` where there is none); ``users`` int64 ``[B]``."""
+
+    tokens: torch.Tensor
+    targets: torch.Tensor
+    users: torch.Tensor
+
+    def to(self, device: torch.device | str) -> SequenceBatch:
+        return SequenceBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """bool ``[B, L]``: positions holding an item."""
+        return self.tokens != PAD
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def _left_pad(rows: Sequence[np.ndarray], length: int, fill: int) -> np.ndarray:
+    out = np.full((len(rows), length), fill, dtype=np.int64)
+    for r, row in enumerate(rows):
+        if len(row):
+            out[r, length - len(row):] = row
+    return out
+
+
+def query_batch(sequences: Sequence[np.ndarray], max_len: int, users: np.ndarray | None = None) -> SequenceBatch:
+    """A scoring batch: each user's most recent ``max_len`` items, left-padded to the longest row.
+    Empty histories give all-padding rows (the model decides what to do with them)."""
+    recent = [np.asarray(s[-max_len:], dtype=np.int64) + 1 for s in sequences]
+    length = max(1, max((len(s) for s in recent), default=1))
+    tokens = _left_pad(recent, length, PAD)
+    users = np.arange(len(recent)) if users is None else np.asarray(users, dtype=np.int64)
+    return SequenceBatch(torch.from_numpy(tokens), torch.full(tokens.shape, NO_TARGET, dtype=torch.long),
+                         torch.from_numpy(users))
+
+
+class SequenceWindows:
+    """Next-item training examples from time-ordered user sequences, all positions at once.
+
+    Each example is a window of up to ``max_len + 1`` consecutive items: the first ``max_len`` are the
+    input and every position's target is the item after it, so one forward pass trains on every prefix
+    of the window. ``windows="all"`` cuts long sequences into consecutive windows (ending at the last
+    item, then ``max_len`` earlier, ...) so every event is a target once; ``"last"`` keeps only the most
+    recent window per user (the SASRec paper's choice). Users with fewer than two items give no example.
+
+    ``epoch(e)`` yields shuffled batches in an order fixed by ``(seed, e)``, which makes an interrupted
+    and resumed training run see exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, sequences: Sequences, max_len: int, batch_size: int, windows: str = "all", seed: int = 0):
+        if max_len < 1 or batch_size < 1:
+            raise ConfigError(f"max_len and batch_size must be positive, got {max_len} and {batch_size}")
+        if windows not in ("all", "last"):
+            raise ConfigError(f"windows must be 'all' or 'last', got {windows!r}")
+        self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
+        starts, stops, users = [], [], []
+        offsets = sequences.offsets
+        for u in range(len(sequences)):
+            lo, hi = int(offsets[u]), int(offsets[u + 1])
+            end = hi
+            while end - lo >= 2:
+                start = max(lo, end - max_len - 1)
+                starts.append(start)
+                stops.append(end)
+                users.append(u)
+                if windows == "last":
+                    break
+                end = start + 1  # the next window's last item is this window's first input
+        self._items = sequences.items
+        self.starts, self.stops = np.asarray(starts, np.int64), np.asarray(stops, np.int64)
+        self.users = np.asarray(users, np.int64)
+        if len(self.users) == 0:
+            raise ConfigError("no user has two or more interactions: nothing to train a sequence model on")
+
+    def __len__(self) -> int:
+        """Number of examples (windows)."""
+        return len(self.users)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.stops - self.starts - 1).sum())
+
+    def epoch(self, epoch: int) -> Iterator[SequenceBatch]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.users))
+        for b in range(0, len(order), self.batch_size):
+            yield self._batch(order[b:b + self.batch_size])
+
+    def _batch(self, rows: np.ndarray) -> SequenceBatch:
+        windows = [self._items[self.starts[r]:self.stops[r]] for r in rows]
+        length = max(len(w) for w in windows) - 1
+        tokens = _left_pad([w[:-1] + 1 for w in windows], length, PAD)
+        targets = _left_pad([w[1:] for w in windows], length, NO_TARGET)
+        return SequenceBatch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(self.users[rows]))

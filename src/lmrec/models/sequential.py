@@ -1,0 +1,126 @@
+"""The generic wrapper that turns a neural sequence network into a ``Recommender``.
+
+A network implements ``sequence_states(batch) -> [B, L, d]``, ``encode_queries(batch) -> [B, d]``,
+``item_table(ids=None) -> [n_items, d]``, ``similarity`` and ``pair_similarity`` (see ``lmrec.nn.losses``).
+This class owns everything else once: building training windows, the loss, the Trainer with early
+stopping on the validation Evaluator, scoring in batches, the empty-history policy, save / load.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from lmrec.data.batching import SequenceWindows, query_batch
+from lmrec.data.interactions import Interactions
+from lmrec.data.items import ItemTable
+from lmrec.data.queries import Queries
+from lmrec.errors import ConfigError
+from lmrec.models.base import Recommender
+from lmrec.nn.losses import make_loss
+from lmrec.progress import logger
+from lmrec.train import TrainConfig, Trainer, TrainResult, resolve_device
+
+SCORE_BATCH = 1024  # users per forward pass when scoring
+
+
+class SequentialConfig(TrainConfig):
+    """Sequence-model options on top of the training loop's."""
+
+    max_len: int = Field(50, ge=1, description="most recent items a user is represented by")
+    dim: int = Field(64, ge=8, description="hidden size")
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    loss: Literal["ce", "sampled_softmax", "bpr", "bce"] = Field("ce", description="ce = full softmax over all items")
+    negatives: int = Field(256, ge=1, description="negatives per step (sampled_softmax) or per position (bce)")
+    windows: Literal["all", "last"] = Field("all", description="train on every window of long sequences, or the last")
+
+
+class SequentialRecommender(Recommender):
+    """Base of SASRec and TextSeqRec. Users with an empty history get popularity scores (and a log
+    message), since a sequence model has nothing to encode for them."""
+
+    uses_validation: ClassVar[bool] = True
+    Config: ClassVar[type[SequentialConfig]] = SequentialConfig
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.net_: nn.Module | None = None
+        self.train_result_: TrainResult | None = None
+
+    # --- to implement -----------------------------------------------------------------------------------
+    def _prepare_inputs(self, train: Interactions, items: ItemTable | None) -> dict[str, np.ndarray]:
+        """Arrays the network is built from (e.g. language-model vectors); saved with the model."""
+        return {}
+
+    def _new_net(self, n_items: int, inputs: dict[str, np.ndarray], trained: np.ndarray) -> nn.Module:
+        raise NotImplementedError
+
+    # --- fit ---------------------------------------------------------------------------------------------
+    def _fit(self, train: Interactions, items: ItemTable | None, validation: Any = None) -> None:
+        c = self.config
+        counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
+        self.popularity_ = counts.astype(np.float32)
+        self.inputs_ = self._prepare_inputs(train, items)
+        torch.manual_seed(c.seed)
+        self.net_ = self._new_net(train.n_items, self.inputs_, counts > 0)
+        data = SequenceWindows(train.sequences(), c.max_len, c.batch_size, c.windows, c.seed)
+        # sampled softmax draws by popularity (its logQ term corrects for it); BPR / BCE uniformly over
+        # the items seen in training
+        probs = counts if c.loss == "sampled_softmax" else (counts > 0).astype(np.float64)
+        loss = make_loss(c.loss, train.n_items, c.negatives, probs)
+
+        def validate() -> dict[str, float]:
+            return validation.evaluate(self, name=f"{self.name} (valid)").means()
+
+        logger.info("%s: %d windows, %d targets, %d steps per epoch", self.name, len(data), data.n_targets,
+                    data.steps_per_epoch)
+        self.train_result_ = Trainer(c).fit(self.net_, loss, data, validate if validation is not None else None)
+
+    # --- score -------------------------------------------------------------------------------------------
+    def score(self, queries: Queries) -> np.ndarray:
+        self._check_fitted()
+        net = self._net()
+        device = next(net.parameters()).device
+        out = np.empty((len(queries), self.n_items_), dtype=np.float32)
+        lengths = np.array([len(s) for s in queries.sequences])
+        with torch.no_grad():
+            table = net.item_table()
+            for start in range(0, len(queries), SCORE_BATCH):
+                stop = min(start + SCORE_BATCH, len(queries))
+                batch = query_batch(queries.sequences[start:stop], self.config.max_len).to(device)
+                out[start:stop] = net.similarity(net.encode_queries(batch), table).float().cpu().numpy()
+        empty = lengths == 0
+        if empty.any():
+            logger.info("%s: %d user(s) with no history get popularity scores", self.name, int(empty.sum()))
+            out[empty] = self.popularity_
+        return out
+
+    def _net(self) -> nn.Module:
+        if self.net_ is None:
+            raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")
+        self.net_.eval()
+        return self.net_
+
+    def to(self, device: str | torch.device) -> SequentialRecommender:
+        """Move the network (e.g. to a GPU for scoring)."""
+        self._net().to(resolve_device(str(device)))
+        return self
+
+    # --- persistence -------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        net_state = {f"net.{k}": v.detach().float().cpu().numpy() for k, v in self._net().state_dict().items()}
+        return {"popularity_": self.popularity_, **{f"inputs.{k}": v for k, v in self.inputs_.items()}, **net_state}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.popularity_ = state["popularity_"]
+        self.inputs_ = {k[len("inputs."):]: v for k, v in state.items() if k.startswith("inputs.")}
+        assert self.n_items_ is not None
+        net = self._new_net(self.n_items_, self.inputs_, self.popularity_ > 0)
+        net.load_state_dict({k[len("net."):]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")})
+        self.net_ = net.eval()

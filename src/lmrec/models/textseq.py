@@ -1,0 +1,115 @@
+"""TextSeqRec: a transferable sequential recommender whose item vectors come from text.
+
+Each item's cached language-model embedding goes through a trainable adaptor (parametric whitening +
+mixture of linear experts, ``lmrec.nn.adaptor``), optionally plus an ID embedding; a causal transformer
+encodes the sequence; scores are (temperature-scaled cosine or dot) similarities against the adapted
+vectors of all items. Since items are represented by text, items never seen in training are scored
+without retraining (inductive), and the adaptor, sequence encoder and ID table are separately freezable
+for transfer to other domains.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from lmrec.data.batching import SequenceBatch
+from lmrec.data.interactions import Interactions
+from lmrec.data.items import ItemTable
+from lmrec.errors import ConfigError
+from lmrec.models.sequential import SequentialConfig, SequentialRecommender
+from lmrec.nn.adaptor import MoEAdaptor
+from lmrec.nn.transformer import CausalEncoder
+from lmrec.registry import register
+from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
+from lmrec.text.texts import item_vectors
+
+PARTS = ("adaptor", "encoder", "ids")
+
+
+class TextSeqRecConfig(SequentialConfig):
+    encoder: str = Field(DEFAULT_ENCODER, description="text encoder (minilm, st:NAME, a Hugging Face id, hash[:dim])")
+    template: str | None = Field(None, description="item text template; default: the dataset's descriptive fields")
+    max_text_length: int = Field(128, ge=8, description="tokens per item text")
+    experts: int = Field(8, ge=1, description="linear experts in the adaptor")
+    adaptor_dropout: float = Field(0.2, ge=0, lt=1, description="dropout on the language-model vectors")
+    id_mode: Literal["none", "add"] = Field("none", description="add a trainable ID embedding to the text vector")
+    similarity: Literal["cosine", "dot"] = "cosine"
+    temperature: float = Field(0.07, gt=0, description="logits = cosine / temperature (cosine similarity only)")
+    freeze: list[Literal["adaptor", "encoder", "ids"]] = Field(default_factory=list, description="parts not trained")
+
+
+class TextSeqNet(nn.Module):
+    def __init__(self, lm: np.ndarray, trained: np.ndarray, c: TextSeqRecConfig):
+        super().__init__()
+        self.c = c
+        # Frozen inputs: not parameters, and not in the state dict (saved once, with the model's inputs).
+        self.register_buffer("lm", torch.as_tensor(lm, dtype=torch.float32), persistent=False)
+        self.register_buffer("trained", torch.as_tensor(trained, dtype=torch.float32)[:, None], persistent=False)
+        self.adaptor = MoEAdaptor(lm.shape[1], c.dim, c.experts, c.adaptor_dropout)
+        self.ids = nn.Embedding(lm.shape[0], c.dim) if c.id_mode == "add" else None
+        if self.ids is not None:
+            nn.init.normal_(self.ids.weight, std=0.02)
+        self.encoder = CausalEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
+        for part in c.freeze:
+            module = getattr(self, part)
+            if module is None:
+                raise ConfigError("freeze=['ids'] needs id_mode='add'")
+            module.requires_grad_(False)
+
+    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``[n_items, d]`` (or ``[len(ids), d]``): adaptor(LM vector) [+ ID embedding of trained items;
+        items unseen in training keep the text part only, their IDs were never learned]."""
+        lm = self.lm if ids is None else self.lm[ids]
+        table = self.adaptor(lm)
+        if self.ids is not None:
+            idv = self.ids.weight if ids is None else self.ids(ids)
+            table = table + idv * (self.trained if ids is None else self.trained[ids])
+        return table
+
+    def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:
+        valid = batch.valid
+        # adapt only the items present in the batch
+        present, inverse = torch.unique(batch.tokens.clamp(min=1) - 1, return_inverse=True)
+        x = self.item_table(present)[inverse] * valid.unsqueeze(-1)
+        return self.encoder(x, valid)
+
+    def encode_queries(self, batch: SequenceBatch) -> torch.Tensor:
+        return self.sequence_states(batch)[:, -1]
+
+    def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        if self.c.similarity == "dot":
+            return states @ items.T
+        return F.normalize(states, dim=-1) @ F.normalize(items, dim=-1).T / self.c.temperature
+
+    def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        if self.c.similarity == "dot":
+            return (states * items).sum(-1)
+        return (F.normalize(states, dim=-1) * F.normalize(items, dim=-1)).sum(-1) / self.c.temperature
+
+
+@register
+class TextSeqRec(SequentialRecommender):
+    """Text-based transferable sequential recommender (UniSRec-style adaptor, trained from scratch here)."""
+
+    name = "textseq"
+    Config = TextSeqRecConfig
+
+    def _prepare_inputs(self, train: Interactions, items: ItemTable | None) -> dict[str, np.ndarray]:
+        if items is None or not items.fields:
+            raise ConfigError(f"{self.name} needs item text: pass the dataset's item table to fit()")
+        c = self.config
+        vectors, has_text = item_vectors(items, load_encoder(c.encoder, max_length=c.max_text_length), c.template)
+        if not has_text.any():
+            raise ConfigError(f"{self.name}: no item has text under the template; check the item fields")
+        return {"lm": vectors, "has_text": has_text}
+
+    def _new_net(self, n_items: int, inputs: dict[str, np.ndarray], trained: np.ndarray) -> nn.Module:
+        if inputs["lm"].shape[0] != n_items:
+            raise ConfigError(f"{self.name}: {inputs['lm'].shape[0]} item vectors for {n_items} items")
+        return TextSeqNet(inputs["lm"], trained, self.config)

@@ -1,0 +1,1 @@
+"""Reusable layers (transformer blocks, adaptors) and training objectives for the neural models."""

@@ -1,0 +1,129 @@
+"""Training objectives as objects: ``loss(model, batch) -> scalar``.
+
+A sequence model for these losses provides ``sequence_states(batch) -> [B, L, d]``,
+``item_table(ids=None) -> [n_items or len(ids), d]`` and ``similarity(states [N, d], items [M, d]) ->
+[N, M]`` logits and ``pair_similarity(states [N, d], items [N, d]) -> [N]``. Every loss trains all positions of every sequence in the batch at once; positions
+without a target (padding) are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmrec.data.batching import SequenceBatch
+from lmrec.errors import ConfigError
+
+
+class SequenceScorer(Protocol):
+    def sequence_states(self, batch: SequenceBatch) -> torch.Tensor: ...
+    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor: ...
+    def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
+    def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
+
+
+def _targeted(model: SequenceScorer, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """States ``[N, d]`` and target items ``[N]`` at the positions that have a target."""
+    states = model.sequence_states(batch)
+    has = batch.targets >= 0
+    return states[has], batch.targets[has]
+
+
+class FullSoftmaxCE:
+    """Cross-entropy over the whole catalogue at every position (SASRec with CE; exact, no sampling)."""
+
+    name = "ce"
+
+    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states, targets = _targeted(model, batch)
+        return F.cross_entropy(model.similarity(states, model.item_table()).float(), targets)
+
+
+class _Sampler:
+    """Negative items drawn from ``probs`` (default uniform over the items seen in training)."""
+
+    def __init__(self, n_items: int, probs: np.ndarray | None = None):
+        if probs is None:
+            probs = np.ones(n_items)
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.shape != (n_items,) or probs.min() < 0 or probs.sum() <= 0:
+            raise ConfigError("negative-sampling probabilities must be non-negative, one per item, not all zero")
+        self.probs = torch.as_tensor(probs / probs.sum(), dtype=torch.float32)
+
+    def draw(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        n = int(np.prod(shape))
+        return torch.multinomial(self.probs, n, replacement=True).view(shape).to(device)
+
+
+class SampledSoftmax(_Sampler):
+    """Softmax over the target and ``negatives`` items shared by the batch, with the logQ correction
+    (subtract ``log q(item)``) that makes popularity-proportional sampling an unbiased estimate of the
+    full softmax. A negative that equals the row's target is masked out."""
+
+    name = "sampled_softmax"
+
+    def __init__(self, n_items: int, negatives: int = 256, probs: np.ndarray | None = None):
+        super().__init__(n_items, probs)
+        self.negatives = negatives
+
+    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states, targets = _targeted(model, batch)
+        neg = self.draw((self.negatives,), states.device)
+        log_q = torch.log(self.probs.to(states.device))
+        pos_logit = (model.pair_similarity(states, model.item_table(targets)) - log_q[targets])[:, None]
+        neg_logit = model.similarity(states, model.item_table(neg)) - log_q[neg][None, :]
+        neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1).float()
+        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=states.device))
+
+
+class BPRLoss(_Sampler):
+    """``-log sigmoid(s(target) - s(negative))`` with one sampled negative per position."""
+
+    name = "bpr"
+
+    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states, targets = _targeted(model, batch)
+        neg = self.draw((len(targets),), states.device)
+        pos = model.pair_similarity(states, model.item_table(targets))
+        negs = model.pair_similarity(states, model.item_table(neg))
+        return -F.logsigmoid((pos - negs).float()).mean()
+
+
+class BCELoss(_Sampler):
+    """Binary cross-entropy: the target is 1, ``negatives`` sampled items per position are 0 (SASRec paper)."""
+
+    name = "bce"
+
+    def __init__(self, n_items: int, negatives: int = 1, probs: np.ndarray | None = None):
+        super().__init__(n_items, probs)
+        self.negatives = negatives
+
+    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states, targets = _targeted(model, batch)
+        neg = self.draw((len(targets), self.negatives), states.device)
+        pos = model.pair_similarity(states, model.item_table(targets))
+        negs = model.pair_similarity(states.repeat_interleave(self.negatives, 0),
+                                     model.item_table(neg.reshape(-1))).view(neg.shape)
+        pos, negs = pos.float(), negs.float()
+        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                + F.binary_cross_entropy_with_logits(negs, torch.zeros_like(negs)))
+
+
+LOSSES = ("ce", "sampled_softmax", "bpr", "bce")
+
+
+def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None = None):
+    """The loss object for a config name (``probs``: negative-sampling distribution over items)."""
+    if name == "ce":
+        return FullSoftmaxCE()
+    if name == "sampled_softmax":
+        return SampledSoftmax(n_items, negatives, probs)
+    if name == "bpr":
+        return BPRLoss(n_items, probs)
+    if name == "bce":
+        return BCELoss(n_items, negatives, probs)
+    raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from lmrec.data import IdMap, Interactions
+from lmrec.data.batching import NO_TARGET, PAD, SequenceWindows, query_batch
+from lmrec.errors import ConfigError
+
+
+def sequences(rows):
+    users = np.concatenate([[u] * len(r) for u, r in enumerate(rows)])
+    items = np.concatenate(rows)
+    time = np.concatenate([np.arange(len(r)) for r in rows])
+    inter = Interactions(users, items, IdMap(range(len(rows))), IdMap(range(100)), time=time)
+    return inter.sequences()
+
+
+def all_pairs(windows: SequenceWindows):
+    """(input item, target item) pairs over one epoch, read back from the tensors."""
+    pairs = []
+    for b in windows.epoch(0):
+        has = b.targets >= 0
+        pairs += list(zip((b.tokens[has] - 1).tolist(), b.targets[has].tolist()))
+    return sorted(pairs)
+
+
+def test_windows_make_every_event_a_target_exactly_once():
+    seq = [10, 11, 12, 13, 14, 15, 16]
+    w = SequenceWindows(sequences([np.array(seq), np.array([5]), np.array([7, 8])]), max_len=3, batch_size=2)
+    # user 0: windows [13..16], [10..13]; user 1 has a single item (no example); user 2: [7, 8]
+    assert len(w) == 3 and w.n_targets == 7
+    assert all_pairs(w) == sorted([(a, b) for a, b in zip(seq, seq[1:])] + [(7, 8)])
+
+
+def test_last_window_only_and_left_padding():
+    w = SequenceWindows(sequences([np.array([1, 2, 3, 4, 5]), np.array([7, 8])]), max_len=3, batch_size=4,
+                        windows="last")
+    (b,) = list(w.epoch(0))
+    rows = {int(u): i for i, u in enumerate(b.users)}
+    assert b.tokens[rows[0]].tolist() == [3, 4, 5] and b.targets[rows[0]].tolist() == [3, 4, 5]
+    assert b.tokens[rows[1]].tolist() == [PAD, PAD, 8] and b.targets[rows[1]].tolist() == [NO_TARGET, NO_TARGET, 8]
+    assert b.valid[rows[1]].tolist() == [False, False, True]
+
+
+def test_epoch_order_is_fixed_by_seed_and_epoch():
+    w = SequenceWindows(sequences([np.arange(i, i + 4) for i in range(20)]), max_len=3, batch_size=5, seed=3)
+    first = [b.users.tolist() for b in w.epoch(1)]
+    assert first == [b.users.tolist() for b in w.epoch(1)]
+    assert first != [b.users.tolist() for b in w.epoch(2)]
+
+
+def test_query_batch_keeps_the_most_recent_items():
+    b = query_batch([np.array([1, 2, 3, 4]), np.array([], dtype=np.int64)], max_len=2)
+    assert b.tokens.tolist() == [[3, 4], [PAD, PAD]]
+
+
+def test_no_trainable_sequences():
+    with pytest.raises(ConfigError, match="two or more"):
+        SequenceWindows(sequences([np.array([1]), np.array([2])]), max_len=3, batch_size=2)

@@ -1,0 +1,118 @@
+"""SASRec and TextSeqRec: planted sequential patterns, inductive scoring of unseen items, freezing,
+the empty-history policy, early stopping through the Evaluator."""
+
+import numpy as np
+import pytest
+import torch
+
+from lmrec.data import IdMap, Interactions, ItemTable, leave_one_out
+from lmrec.data.queries import Queries
+from lmrec.errors import ConfigError
+from lmrec.eval import Evaluator
+from lmrec.models import Recommender
+from lmrec.registry import create
+
+N_ITEMS = 20
+SMALL = dict(dim=16, heads=2, layers=1, max_len=5, batch_size=16, lr=1e-2, dropout=0.1)
+
+
+def successor_data(n_users=80, length=8, n_items=N_ITEMS, seed=0):
+    """Each user walks i, i+1, i+2, ... (mod n): the next item is always the successor of the last."""
+    rng = np.random.default_rng(seed)
+    users, items, times = [], [], []
+    for u in range(n_users):
+        start = rng.integers(n_items)
+        users += [u] * length
+        items += ((start + np.arange(length)) % n_items).tolist()
+        times += list(range(length))
+    return Interactions(np.array(users), np.array(items), IdMap(range(n_users)), IdMap(range(n_items)),
+                        time=np.array(times))
+
+
+def top1_is_successor(model, last_items, n_items=N_ITEMS):
+    """Queries ``j-2, j-1, j`` for each ``j`` of ``last_items``; whether the best item is ``j+1``."""
+    last = np.asarray(last_items)
+    seqs = (last[:, None] + np.arange(-2, 1)) % n_items
+    q = Queries.from_interactions(
+        Interactions(np.repeat(np.arange(len(last)), 3), seqs.ravel(), IdMap(range(len(last))), IdMap(range(n_items)),
+                     time=np.tile(np.arange(3), len(last))))
+    return model.score(q).argmax(1) == (last + 1) % n_items
+
+
+@pytest.mark.parametrize("name,params", [("sasrec", {}), ("sasrec", {"loss": "sampled_softmax", "negatives": 8}),
+                                         ("sasrec", {"loss": "bce", "negatives": 8, "epochs": 40}), ("textseq", {"encoder": "hash", "id_mode": "add"})],
+                         ids=["sasrec-ce", "sasrec-sampled", "sasrec-bce", "textseq-ids"])
+def test_learns_the_successor_pattern(name, params):
+    inter = successor_data()
+    items = ItemTable(inter.items, {"title": [f"part {i}" for i in range(N_ITEMS)]})
+    model = create(name, **{**SMALL, "epochs": 30, **params}).fit(inter, items)
+    assert top1_is_successor(model, np.arange(N_ITEMS)).mean() >= 0.9
+
+
+def test_textseq_scores_items_never_seen_in_training_through_their_text():
+    """Two genres; users stay within one genre. Items 16-19 never occur in training: text alone must place
+    them with their genre."""
+    rng = np.random.default_rng(1)
+    genre = np.arange(N_ITEMS) % 2
+    users, items, times = [], [], []
+    for u in range(100):
+        pool = np.flatnonzero((genre == u % 2) & (np.arange(N_ITEMS) < 16))
+        seq = rng.choice(pool, 6, replace=False)
+        users += [u] * 6
+        items += seq.tolist()
+        times += list(range(6))
+    inter = Interactions(np.array(users), np.array(items), IdMap(range(100)), IdMap(range(N_ITEMS)), time=np.array(times))
+    words = ["jazz", "metal"]
+    table = ItemTable(inter.items, {"title": [f"{words[g]} album {words[g]} record no{i}" for i, g in enumerate(genre)]})
+    model = create("textseq", **SMALL, epochs=15, encoder="hash").fit(inter, table)
+    cold = np.arange(16, N_ITEMS)
+    scores = model.score(Queries.from_interactions(inter))[:, cold]
+    own = genre[cold][None, :] == (np.arange(100) % 2)[:, None]  # [users, cold items]
+    # every user ranks both unseen items of their genre above both unseen items of the other genre
+    worst_own = np.where(own, scores, np.inf).min(1)
+    best_other = np.where(~own, scores, -np.inf).max(1)
+    assert (worst_own > best_other).mean() >= 0.9
+
+
+def test_freezing_trains_only_the_unfrozen_parts():
+    inter = successor_data(n_users=20)
+    items = ItemTable(inter.items, {"title": [f"part {i}" for i in range(N_ITEMS)]})
+    torch.manual_seed(0)
+    model = create("textseq", **SMALL, epochs=2, encoder="hash", id_mode="add", freeze=["encoder", "ids"])
+    model.fit(inter, items)
+    net = model.net_
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert trainable == sum(p.numel() for p in net.adaptor.parameters())
+    # the frozen parts still hold their initial values (same seed, same construction order)
+    torch.manual_seed(0)
+    fresh = model._new_net(N_ITEMS, model.inputs_, model.popularity_ > 0)
+    for name, p in net.encoder.state_dict().items():
+        torch.testing.assert_close(p, fresh.encoder.state_dict()[name], rtol=0, atol=0)
+    assert not torch.equal(net.adaptor.weight, fresh.adaptor.weight)
+    with pytest.raises(ConfigError, match="needs id_mode='add'"):
+        create("textseq", encoder="hash", freeze=["ids"], epochs=1).fit(inter, items)
+
+
+def test_empty_history_falls_back_to_popularity():
+    inter = successor_data(n_users=30)
+    model = create("sasrec", **SMALL, epochs=1).fit(inter)
+    empty = Queries.from_interactions(Interactions(np.array([], dtype=np.int64), np.array([], dtype=np.int64),
+                                                   IdMap(range(2)), IdMap(range(N_ITEMS))))
+    np.testing.assert_array_equal(model.score(empty), np.tile(np.bincount(inter.item, minlength=N_ITEMS), (2, 1)))
+
+
+def test_early_stopping_on_the_validation_part_and_save_load(tmp_path):
+    split = leave_one_out(successor_data())
+    model = create("sasrec", **{**SMALL, "lr": 3e-2}, epochs=40, patience=5)
+    model.fit(split.train, validation=Evaluator(split, "valid", ks=(10,)))
+    r = model.train_result_
+    assert r.best_metric > 0.8 and r.best_epoch <= r.epochs_run <= 40
+    assert Evaluator(split, "test", ks=(10,)).evaluate(model).means()["ndcg@10"] > 0.8
+    model.save(tmp_path / "m")
+    q = Queries.from_interactions(split.train)
+    np.testing.assert_array_equal(Recommender.load(tmp_path / "m").score(q), model.score(q))
+
+
+def test_config_typo_names_the_closest_key():
+    with pytest.raises(ConfigError, match="unknown key 'max_lenght' \\(did you mean 'max_len'"):
+        create("sasrec", max_lenght=10)
