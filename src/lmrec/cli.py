@@ -147,7 +147,7 @@ def bench(
     except ValueError:
         raise ConfigError(f"--ks must be comma-separated integers, got {ks!r}") from None
     run = pipeline.leaderboard(config, [m.strip() for m in models.split(",") if m.strip()], cutoffs,
-                               _parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html)
+                               parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html)
     _print_leaderboard(run)
 
 
@@ -187,7 +187,7 @@ def encode(
     out.print(f"cache: {info['cache']}")
 
 
-def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     """``model.key=value`` strings -> {model: {key: value}} (values parsed as YAML scalars)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:

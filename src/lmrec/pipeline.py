@@ -88,10 +88,12 @@ def leaderboard(
     prepared = prepare(config, data_dir=data_dir)
     evaluator = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items))
     built = [(name, create(name, **params.get(name, {}))) for name in models]  # config errors before any work
+    # models trained for epochs stop early on the valid part (never on test)
+    validation = Evaluator(prepared.split, "valid", ks=ks) if any(m.uses_validation for _, m in built) else None
     results, timings = [], {}
     for name, model in progress(built, desc="models", total=len(built)):
         started = time.perf_counter()
-        model.fit(prepared.split.train, prepared.items)
+        model.fit(prepared.split.train, prepared.items, validation=validation)
         timings[name] = {"fit_s": time.perf_counter() - started}
         logger.info("fitted %s in %.2fs", name, timings[name]["fit_s"])
         results.append(evaluator.evaluate(model, name=name))

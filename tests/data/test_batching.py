@@ -50,7 +50,7 @@ def test_epoch_order_is_fixed_by_seed_and_epoch():
 
 def test_query_batch_keeps_the_most_recent_items():
     b = query_batch([np.array([1, 2, 3, 4]), np.array([], dtype=np.int64)], max_len=2)
-    assert b.tokens.tolist() == [[3, 4], [PAD, PAD]]
+    assert b.tokens.tolist() == [[4, 5], [PAD, PAD]]  # items 3, 4 as tokens
 
 
 def test_no_trainable_sequences():

@@ -18,6 +18,7 @@ from lmrec.errors import ConfigError
 
 PAD = 0
 NO_TARGET = -1
+BUCKET_BATCHES = 32  # batches per length-sorted pool (see SequenceWindows.epoch)
 
 
 @dataclass
@@ -111,9 +112,21 @@ class SequenceWindows:
         return int((self.stops - self.starts - 1).sum())
 
     def epoch(self, epoch: int) -> Iterator[SequenceBatch]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.users))
-        for b in range(0, len(order), self.batch_size):
-            yield self._batch(order[b:b + self.batch_size])
+        """Shuffled batches of windows of similar length: windows are shuffled, cut into pools of
+        ``BUCKET_BATCHES`` batches, sorted by length inside each pool, batched, and the batches shuffled.
+        A batch is padded to its longest window, so mixing a 50-item window with 3-item ones would
+        spend most of the compute on padding (on Amazon data, ~90% of positions)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.users))
+        lengths = self.stops - self.starts
+        pool = self.batch_size * BUCKET_BATCHES
+        batches = []
+        for p in range(0, len(order), pool):
+            chunk = order[p:p + pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[b:b + self.batch_size] for b in range(0, len(chunk), self.batch_size)]
+        for i in rng.permutation(len(batches)):
+            yield self._batch(batches[i])
 
     def _batch(self, rows: np.ndarray) -> SequenceBatch:
         windows = [self._items[self.starts[r]:self.stops[r]] for r in rows]

@@ -42,6 +42,8 @@ class CausalEncoder(nn.Module):
         super().__init__()
         self.max_len = max_len
         self.position = nn.Embedding(max_len, dim)
+        # small like the item vectors: N(0, 1) positions would drown the items at the start of training
+        nn.init.normal_(self.position.weight, std=0.02)
         self.input_norm = nn.LayerNorm(dim)
         self.input_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, inner or 4 * dim, dropout) for _ in range(layers))

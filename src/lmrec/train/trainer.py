@@ -208,6 +208,8 @@ class Trainer:
                 if validate is not None and (state.epoch % c.eval_every == 0 or state.epoch == c.epochs):
                     self._validate(module, validate, state, record, clock)
                 record["seconds"] = time.perf_counter() - clock
+                logger.info("epoch %d: loss %.4f, %s %s, %.1f s", state.epoch, record["loss"], c.monitor,
+                            _fmt(record.get("valid", {}).get(c.monitor)), record["seconds"])
                 state.history.append(record)
                 loggers.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", **{c.monitor: _fmt(state.last_metric)})
