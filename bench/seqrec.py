@@ -82,6 +82,17 @@ def merge(records: list[dict[str, Any]], path: Path = RESULTS) -> None:
     path.write_text(json.dumps(kept + records, indent=2) + "\n")
 
 
+def markdown_table(path: Path = RESULTS) -> str:
+    """The results file as one markdown table (what docs/benchmarks.md shows)."""
+    rows = ["| dataset | split | model | device | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 | epochs (best) | "
+            "s/epoch | s to best | train s |", "|" + "---|" * 12]
+    for r in json.loads(path.read_text()):
+        rows.append(f"| {r['dataset']} | {r['split']} | {r['model']} | {r['device']} | {r['recall@10']:.4f} | "
+                    f"{r['ndcg@10']:.4f} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['epochs']} ({r['best_epoch']}) | "
+                    f"{r['seconds_per_epoch']} | {r['seconds_to_best']} | {r['train_seconds']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(DATASETS), help=f"comma-separated subset of {', '.join(DATASETS)}")
@@ -89,7 +100,11 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE", help="config override")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--table", action="store_true", help="print the results file as a markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(args.out))
+        return
     if not os.environ.get("LMREC_DATA"):
         raise SystemExit("set LMREC_DATA to the data home (e.g. ../shared/data)")
     overrides = parse_sets(args.set)

@@ -177,8 +177,13 @@ def main() -> None:
         rec = run_recbole(python, data_path, args.device, args.recbole_epochs)
         print(json.dumps(rec), flush=True)
         records.append(rec)
+    where = machine()
+    if args.device.startswith("cuda"):
+        import torch
+
+        where = f"{torch.cuda.get_device_name(0)} ({where})"
     for rec in records:
-        rec.update({"dataset": "movielens-100k", "split": "loo", "model": "sasrec", "machine": machine(),
+        rec.update({"dataset": "movielens-100k", "split": "loo", "model": "sasrec", "machine": where,
                     "date": time.strftime("%Y-%m-%d")})
     old = json.loads(OUT.read_text()) if OUT.is_file() else []
     keys = {(r["side"], r["device"]) for r in records}

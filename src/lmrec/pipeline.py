@@ -58,7 +58,10 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any
 
 
 DEFAULT_MODELS = ("pop", "itemknn", "userknn", "tfidf", "ease", "bpr", "als")
-DEMO_MODELS = (*DEFAULT_MODELS, "lmcontent", "hybridncf")
+DEMO_MODELS = (*DEFAULT_MODELS, "lmcontent", "hybridncf", "sasrec", "textseq")
+# Keeps `lmrec demo` near 5 minutes on a 2-core CPU: TextSeqRec stops after 15 epochs at most (its full
+# run, ~45 epochs, is in bench/seqrec.py); SASRec runs to early stopping (~20 epochs).
+DEMO_PARAMS: dict[str, dict[str, Any]] = {"textseq": {"epochs": 15}}
 DEMO_QUERY = "sci-fi about time travel, not horror"
 
 
@@ -89,7 +92,8 @@ def leaderboard(
     evaluator = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items))
     built = [(name, create(name, **params.get(name, {}))) for name in models]  # config errors before any work
     # models trained for epochs stop early on the valid part (never on test)
-    validation = Evaluator(prepared.split, "valid", ks=ks) if any(m.uses_validation for _, m in built) else None
+    validation = (Evaluator(prepared.split, "valid", ks=tuple(sorted({*ks, 10})))  # 10: the default monitor
+                  if any(m.uses_validation for _, m in built) else None)
     results, timings = [], {}
     for name, model in progress(built, desc="models", total=len(built)):
         started = time.perf_counter()
@@ -190,6 +194,7 @@ def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: st
         download_dataset(DEMO_DATASET, data_dir)
     config = PrepareConfig(dataset=DEMO_DATASET, split="loo")
     prepared = prepare(config, data_dir=data_dir)
-    run = leaderboard(config, models, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
+    params = {m: p for m, p in DEMO_PARAMS.items() if m in models}
+    run = leaderboard(config, models, params=params, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
     answers = recommend_from_text(DEMO_DATASET, DEMO_QUERY, k=5, data_dir=data_dir)
     return prepared, run, answers

@@ -141,3 +141,12 @@ def test_fully_frozen_model_and_unknown_monitor_are_config_errors():
         Trainer(TrainConfig(epochs=1)).fit(model, FullSoftmaxCE(), windows())
     with pytest.raises(ConfigError, match="monitor metric 'ndcg@10' is not among"):
         Trainer(TrainConfig(epochs=1)).fit(net(), FullSoftmaxCE(), windows(), lambda: {"recall@5": 0.1})
+
+
+def test_missing_logger_package_is_named():
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here; the error path needs it absent")
+    with pytest.raises(ConfigError, match="pip install mlflow"):
+        Trainer(TrainConfig(epochs=1, loggers=["mlflow"])).fit(net(), FullSoftmaxCE(), windows())

@@ -50,7 +50,7 @@ class SequentialRecommender(Recommender):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.net_: nn.Module | None = None
+        self.net_: Any = None  # the network (an nn.Module with the methods listed above)
         self.train_result_: TrainResult | None = None
 
     # --- to implement -----------------------------------------------------------------------------------
@@ -87,6 +87,7 @@ class SequentialRecommender(Recommender):
         self._check_fitted()
         net = self._net()
         device = next(net.parameters()).device
+        assert self.n_items_ is not None
         out = np.empty((len(queries), self.n_items_), dtype=np.float32)
         lengths = np.array([len(s) for s in queries.sequences])
         with torch.no_grad():
@@ -101,7 +102,7 @@ class SequentialRecommender(Recommender):
             out[empty] = self.popularity_
         return out
 
-    def _net(self) -> nn.Module:
+    def _net(self) -> Any:
         if self.net_ is None:
             raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")
         self.net_.eval()

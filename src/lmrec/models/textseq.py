@@ -33,6 +33,10 @@ PARTS = ("adaptor", "encoder", "ids")
 
 
 class TextSeqRecConfig(SequentialConfig):
+    # Larger batches than SASRec: every step adapts the whole catalogue's text vectors once, so fewer,
+    # bigger steps cost less; 512 at lr 2e-3 beat 128 at 1e-3 on Amazon-Scientific's valid part.
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(2e-3, gt=0)
     encoder: str = Field(DEFAULT_ENCODER, description="text encoder (minilm, st:NAME, a Hugging Face id, hash[:dim])")
     template: str | None = Field(None, description="item text template; default: the dataset's descriptive fields")
     max_text_length: int = Field(128, ge=8, description="tokens per item text")
@@ -45,6 +49,9 @@ class TextSeqRecConfig(SequentialConfig):
 
 
 class TextSeqNet(nn.Module):
+    lm: torch.Tensor  # [n_items, lm_dim] buffer
+    trained: torch.Tensor  # [n_items, 1] buffer: 1 for items seen in training
+
     def __init__(self, lm: np.ndarray, trained: np.ndarray, c: TextSeqRecConfig):
         super().__init__()
         self.c = c

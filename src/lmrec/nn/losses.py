@@ -33,13 +33,24 @@ def _targeted(model: SequenceScorer, batch: SequenceBatch) -> tuple[torch.Tensor
 
 
 class FullSoftmaxCE:
-    """Cross-entropy over the whole catalogue at every position (SASRec with CE; exact, no sampling)."""
+    """Cross-entropy over the whole catalogue at every position (SASRec with CE; exact, no sampling).
+
+    ``candidates`` (bool ``[n_items]``, default all) limits the softmax to the items known at training
+    time. Items that never occur in training would otherwise only ever be pushed down, and a text-based
+    model would learn to bury exactly the new items it exists to recommend.
+    """
 
     name = "ce"
 
+    def __init__(self, candidates: np.ndarray | None = None):
+        self.excluded = None if candidates is None else torch.as_tensor(~np.asarray(candidates, dtype=bool))
+
     def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
         states, targets = _targeted(model, batch)
-        return F.cross_entropy(model.similarity(states, model.item_table()).float(), targets)
+        logits = model.similarity(states, model.item_table()).float()
+        if self.excluded is not None:
+            logits = logits.masked_fill(self.excluded.to(logits.device), float("-inf"))
+        return F.cross_entropy(logits, targets)
 
 
 class _Sampler:
@@ -117,9 +128,10 @@ LOSSES = ("ce", "sampled_softmax", "bpr", "bce")
 
 
 def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None = None):
-    """The loss object for a config name (``probs``: negative-sampling distribution over items)."""
+    """The loss object for a config name. ``probs``: the negative-sampling distribution over items; its
+    zeros mark items no loss may use as a negative (full softmax included)."""
     if name == "ce":
-        return FullSoftmaxCE()
+        return FullSoftmaxCE(None if probs is None else probs > 0)
     if name == "sampled_softmax":
         return SampledSoftmax(n_items, negatives, probs)
     if name == "bpr":

@@ -163,7 +163,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if (self.run_dir / CHECKPOINT).exists():
                 state = self._resume(module, optimizer, scheduler, scaler)
-        loggers = _Loggers(c.loggers, self.run_dir)
+        loggers = _Loggers(list(c.loggers), self.run_dir)
         bar = progress_bar("train", total=c.epochs * steps_per_epoch, unit="step")
         bar.update(state.step)
         clock = time.perf_counter() - state.seconds
@@ -346,7 +346,7 @@ class _Loggers:
             self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard") if run_dir else None)
         if "mlflow" in names:
             try:
-                import mlflow
+                import mlflow  # type: ignore[import-not-found]
             except ImportError:
                 raise ConfigError("loggers=['mlflow'] needs the mlflow package: pip install mlflow") from None
             self.mlflow = mlflow
