@@ -88,7 +88,7 @@ def test_empty_file(tmp_path):
 def test_unknown_config_key_and_bad_value():
     from lmrec.config import validate
 
-    with pytest.raises(ConfigError, match=r"unknown key 'kcore' \(allowed: dataset, split"):
+    with pytest.raises(ConfigError, match=r"unknown key 'kcore' \(did you mean 'k_core'\? allowed: dataset, split"):
         validate(PrepareConfig, {"dataset": "x", "kcore": 5})
     with pytest.raises(ConfigError, match="split: Input should be 'loo'"):
         validate(PrepareConfig, {"dataset": "x", "split": "bogus"})
