@@ -56,7 +56,8 @@ class FullSoftmaxCE:
 class _Sampler:
     """Negative items drawn from ``probs`` (default uniform over the items seen in training)."""
 
-    def __init__(self, n_items: int, probs: np.ndarray | None = None):
+    def __init__(self, n_items: int, probs: np.ndarray | None = None, negatives: int = 1):
+        self.negatives = negatives
         if probs is None:
             probs = np.ones(n_items)
         probs = np.asarray(probs, dtype=np.float64)
@@ -77,8 +78,7 @@ class SampledSoftmax(_Sampler):
     name = "sampled_softmax"
 
     def __init__(self, n_items: int, negatives: int = 256, probs: np.ndarray | None = None):
-        super().__init__(n_items, probs)
-        self.negatives = negatives
+        super().__init__(n_items, probs, negatives)
 
     def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
         states, targets = _targeted(model, batch)
@@ -110,8 +110,7 @@ class BCELoss(_Sampler):
     name = "bce"
 
     def __init__(self, n_items: int, negatives: int = 1, probs: np.ndarray | None = None):
-        super().__init__(n_items, probs)
-        self.negatives = negatives
+        super().__init__(n_items, probs, negatives)
 
     def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
         states, targets = _targeted(model, batch)

@@ -16,9 +16,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -171,7 +172,7 @@ class Trainer:
         try:
             while state.epoch < c.epochs and not state.stopped:
                 epoch_started = time.perf_counter()
-                for batch in _skip(data.epoch(state.epoch), state.step_in_epoch):
+                for batch in islice(data.epoch(state.epoch), state.step_in_epoch, None):
                     batch = batch.to(self.device)
                     with self._autocast():
                         value = loss(module, batch)
@@ -314,12 +315,6 @@ class _LoopState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _LoopState:
         return cls(**d)
-
-
-def _skip(batches: Iterable[Any], n: int) -> Iterator[Any]:
-    for i, b in enumerate(batches):
-        if i >= n:
-            yield b
 
 
 def _fmt(value: float | None) -> str:
