@@ -187,6 +187,94 @@ def encode(
     out.print(f"cache: {info['cache']}")
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    datasets: str = typer.Option(..., help="Comma-separated source datasets (name or name:split), e.g. "
+                                 "amazon-beauty,amazon-arts,amazon-office."),
+    model: str = typer.Option("textseq", help="Model to pretrain (textseq is the transferable one)."),
+    out_dir: Path = typer.Option(Path("runs/base"), "--out", help="Artifact folder (checkpoints in OUT/train)."),
+    set_: list[str] = typer.Option([], "--set", help="Option, e.g. --set epochs=20 --set seq_weight=0.1 (repeatable)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Pretrain one text-based sequence model on several domains at once (domain-balanced batches,
+    sequence-item contrastive loss); writes a self-describing artifact for `lmrec transfer`."""
+    from lmrec.transfer import pretrain
+
+    if model != "textseq":
+        raise ConfigError(f"only textseq can be pretrained for transfer (its items are text), not {model!r}")
+    names = [d.strip() for d in datasets.split(",") if d.strip()]
+    run = pretrain(names, parse_options(set_), out_dir, data_dir)
+    s = run.artifact.summary
+    out.print(f"pretrained on {', '.join(names)}: {s['epochs_run']} epochs (best {s['best_epoch']}), "
+              f"{s['seconds']:.0f} s; mean valid ndcg@10 {run.result.best_metric:.4f}")
+    out.print(f"artifact: {run.path}")
+
+
+@app.command("transfer")
+def transfer_cmd(
+    source: Path = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`."),
+    target: str = typer.Option(..., help="Target dataset (name or name:split)."),
+    mode: str = typer.Option("adapter", help="zero-shot | adapter | lora | full | scratch."),
+    fraction: float = typer.Option(1.0, help="Share of the target's training users to train on (valid/test stay full)."),
+    set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set lr=1e-3 --set id_mode=add (repeatable)."),
+    save: Optional[Path] = typer.Option(None, help="Also save the transferred model to this folder."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Transfer a pretrained model to a target domain and evaluate it on the target's test part."""
+    from lmrec.transfer import transfer
+
+    model, run = transfer(source, target, mode, fraction, parse_options(set_), data_dir)
+    _print_transfer_runs(target, [run.record(target)])
+    if save is not None:
+        out.print(f"model saved to {model.save(save)}")
+
+
+@app.command("transfer-grid")
+def transfer_grid_cmd(
+    source: Path = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`."),
+    target: str = typer.Option(..., help="Target dataset (name or name:split)."),
+    modes: str = typer.Option("zero-shot,adapter,lora,full,scratch", help="Comma-separated transfer modes."),
+    fractions: str = typer.Option("0.05,0.1,0.25,0.5,1.0", help="Comma-separated shares of the target's training users."),
+    references: str = typer.Option("pop,sasrec", help="Reference models trained on the same users ('' for none)."),
+    set_: list[str] = typer.Option([], "--set", help="MODE.option=value, *.option=value (every mode) or "
+                                   "sasrec.option=value (repeatable)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where transfer.md/png/json go (default: "
+                                           "FROM/transfer-TARGET)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Every transfer mode at every fraction, with references: a table and a plot of NDCG@10 vs fraction."""
+    from lmrec.transfer import transfer_grid
+
+    try:
+        shares = tuple(float(f) for f in fractions.split(",") if f.strip())
+    except ValueError:
+        raise ConfigError(f"--fractions must be comma-separated numbers, got {fractions!r}") from None
+    out_dir = out_dir or source / f"transfer-{target.replace(':', '-')}"
+    grid = transfer_grid(source, target, out_dir, tuple(m.strip() for m in modes.split(",") if m.strip()), shares,
+                         tuple(r.strip() for r in references.split(",") if r.strip()), parse_sets(set_), data_dir)
+    _print_transfer_runs(target, grid.records(target))
+    out.print(f"grid: {grid.seconds / 60:.1f} min; {out_dir / 'transfer.md'}, {out_dir / 'transfer.png'}")
+
+
+def _print_transfer_runs(target: str, records: list[dict[str, Any]]) -> None:
+    table = Table("mode", "fraction", "recall@10", "ndcg@10", "trainable params", "train s", title=f"transfer to {target}")
+    for r in records:
+        table.add_row(r["mode"], f"{r['fraction']:g}", f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}",
+                      f"{r['trainable_params']:,}", f"{r['train_seconds']:.1f}")
+    out.print(table)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings -> {key: value} (values parsed as YAML scalars)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set expects option=value, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     """``model.key=value`` strings -> {model: {key: value}} (values parsed as YAML scalars)."""
     out: dict[str, dict[str, Any]] = {}

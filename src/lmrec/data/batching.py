@@ -134,3 +134,65 @@ class SequenceWindows:
         tokens = _left_pad([w[:-1] + 1 for w in windows], length, PAD)
         targets = _left_pad([w[1:] for w in windows], length, NO_TARGET)
         return SequenceBatch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(self.users[rows]))
+
+
+class MultiDomainWindows:
+    """Domain-balanced batches over several ``SequenceWindows`` (one per domain, item indices already
+    in one shared index space): every batch holds an equal share of windows from each domain, so a
+    large domain does not drown a small one and every batch has cross-domain negatives.
+
+    An epoch has as many batches as the domains' windows fill; a small domain's windows are cycled
+    (reshuffled each pass), a large domain's are sampled without repeats within the epoch. Order is
+    fixed by ``(seed, epoch)`` like ``SequenceWindows``.
+    """
+
+    def __init__(self, domains: Sequence[SequenceWindows], batch_size: int, seed: int = 0):
+        if not domains:
+            raise ConfigError("no domain to train on")
+        if batch_size < len(domains):
+            raise ConfigError(f"batch_size {batch_size} is smaller than the number of domains ({len(domains)})")
+        self.domains, self.batch_size, self.seed = list(domains), batch_size, seed
+        base, extra = divmod(batch_size, len(domains))
+        self.shares = [base + (d < extra) for d in range(len(domains))]
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.domains)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self) // self.batch_size)
+
+    @property
+    def n_targets(self) -> int:
+        return sum(d.n_targets for d in self.domains)
+
+    def epoch(self, epoch: int) -> Iterator[SequenceBatch]:
+        rng = np.random.default_rng([self.seed, epoch, len(self.domains)])
+        steps = self.steps_per_epoch
+        per_domain = []
+        for d, share in zip(self.domains, self.shares):
+            need = steps * share
+            passes = -(-need // len(d))
+            rows = np.concatenate([rng.permutation(len(d)) for _ in range(passes)])[:need]
+            # sort by length inside pools of BUCKET_BATCHES batches (see SequenceWindows.epoch)
+            lengths = d.stops - d.starts
+            pool = share * BUCKET_BATCHES
+            for p in range(0, need, pool):
+                chunk = rows[p:p + pool]
+                rows[p:p + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+            per_domain.append(rows.reshape(steps, share))
+        for step in rng.permutation(steps):
+            parts = [d._batch(rows[step]) for d, rows in zip(self.domains, per_domain)]
+            yield _concat_batches(parts)
+
+
+def _concat_batches(parts: Sequence[SequenceBatch]) -> SequenceBatch:
+    """Stack batches of different lengths (left padding keeps the most recent item last)."""
+    length = max(p.tokens.shape[1] for p in parts)
+
+    def pad(x: torch.Tensor, fill: int) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (length - x.shape[1], 0), value=fill)
+
+    return SequenceBatch(torch.cat([pad(p.tokens, PAD) for p in parts]),
+                         torch.cat([pad(p.targets, NO_TARGET) for p in parts]),
+                         torch.cat([p.users for p in parts]))

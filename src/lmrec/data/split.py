@@ -113,6 +113,12 @@ def _event_keys_in(part: Interactions, train: Interactions) -> np.ndarray:
     return np.isin(keys(part), keys(train))
 
 
+def is_subset(events: Interactions, of: Interactions) -> bool:
+    """Whether every event of ``events`` also occurs in ``of`` (same id maps; events keyed as in
+    ``Split.leaked_rows``)."""
+    return events.items == of.items and events.users == of.users and bool(_event_keys_in(events, of).all())
+
+
 # --- split functions --------------------------------------------------------------------------------------
 def leave_one_out(inter: Interactions, name: str = "loo") -> Split:
     """Per user, in time order: last event -> test, second-to-last -> valid, the rest -> train.

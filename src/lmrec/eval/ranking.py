@@ -17,7 +17,7 @@ import torch
 
 from lmrec.data.interactions import Interactions
 from lmrec.data.queries import Queries
-from lmrec.data.split import Split
+from lmrec.data.split import Split, is_subset
 from lmrec.errors import ConfigError
 from lmrec.eval import metrics as M
 from lmrec.progress import progress
@@ -177,7 +177,7 @@ class Evaluator:
 
     def __init__(self, split: Split, part: str = "test", ks: tuple[int, ...] = (10, 20), batch_size: int = 2048,
                  sampled: Sampled | None = None, item_vectors: np.ndarray | None = None,
-                 check_leakage: bool = True):
+                 check_leakage: bool = True, users: np.ndarray | None = None):
         if part not in ("valid", "test"):
             raise ConfigError(f"evaluate on 'valid' or 'test', not {part!r}")
         if not ks or min(ks) < 1:
@@ -189,6 +189,8 @@ class Evaluator:
         target_events = getattr(split, part)
         if target_events.label is not None:  # CTR data: only positives are items to retrieve
             target_events = target_events.select(target_events.label == 1)
+        if users is not None:  # a subset of the part's users (e.g. a cheaper validation during training)
+            target_events = target_events.select(np.isin(target_events.user, users))
         if len(target_events) == 0:
             raise ConfigError(f"the {part} part of split {split.name!r} has no held-out events to evaluate")
         history_parts = [split.train] + ([split.valid] if part == "test" else [])
@@ -207,6 +209,15 @@ class Evaluator:
         self.allowed_fit_keys = {_key(split.train)}
         if part == "test":
             self.allowed_fit_keys.add(_key(Interactions.concat([split.train, split.valid])))
+
+    def allow_fit_on(self, subset: Interactions) -> None:
+        """Accept models fitted on ``subset`` of the split's training events (e.g. a share of its users).
+
+        Refused unless every event of ``subset`` is a training event: the guard against fitting on
+        held-out data stays intact."""
+        if not is_subset(subset, self.split.train):
+            raise ConfigError("allow_fit_on: the subset holds events that are not in the split's training data")
+        self.allowed_fit_keys.add(_key(subset))
 
     def evaluate(self, model: Scorer, name: str | None = None, allow_fit_data: bool = False) -> EvalResult:
         """Score every evaluated user in memory-bounded chunks and compute per-user metrics."""

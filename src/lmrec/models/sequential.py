@@ -36,7 +36,8 @@ class SequentialConfig(TrainConfig):
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
-    loss: Literal["ce", "sampled_softmax", "bpr", "bce"] = Field("ce", description="ce = full softmax over all items")
+    loss: Literal["ce", "sampled_softmax", "bpr", "bce", "inbatch"] = Field(
+        "ce", description="ce = full softmax over all items; inbatch = the batch's other targets are the negatives")
     negatives: int = Field(256, ge=1, description="negatives per step (sampled_softmax) or per position (bce)")
     windows: Literal["all", "last"] = Field("all", description="train on every window of long sequences, or the last")
 
@@ -52,6 +53,7 @@ class SequentialRecommender(Recommender):
         super().__init__(**params)
         self.net_: Any = None  # the network (an nn.Module with the methods listed above)
         self.train_result_: TrainResult | None = None
+        self.trainable_params_: int | None = None  # parameters the last fit trained
 
     # --- to implement -----------------------------------------------------------------------------------
     def _prepare_inputs(self, train: Interactions, items: ItemTable | None) -> dict[str, np.ndarray]:
@@ -61,6 +63,16 @@ class SequentialRecommender(Recommender):
     def _new_net(self, n_items: int, inputs: dict[str, np.ndarray], trained: np.ndarray) -> nn.Module:
         raise NotImplementedError
 
+    def _before_training(self, net: nn.Module) -> None:
+        """Hook after the network is built for a fit (not on load): e.g. load pretrained weights, freeze."""
+
+    def _trains(self) -> bool:
+        """False for a model used as built (e.g. a pretrained model applied zero-shot)."""
+        return True
+
+    def _after_training(self, net: nn.Module) -> None:
+        """Hook after training (e.g. merge adapters into the base weights so the saved model is plain)."""
+
     # --- fit ---------------------------------------------------------------------------------------------
     def _fit(self, train: Interactions, items: ItemTable | None, validation: Any = None) -> None:
         c = self.config
@@ -69,6 +81,13 @@ class SequentialRecommender(Recommender):
         self.inputs_ = self._prepare_inputs(train, items)
         torch.manual_seed(c.seed)
         self.net_ = self._new_net(train.n_items, self.inputs_, counts > 0)
+        self._before_training(self.net_)
+        trains = self._trains()
+        self.trainable_params_ = sum(p.numel() for p in self.net_.parameters() if p.requires_grad) if trains else 0
+        if not trains:
+            self.train_result_ = None
+            self.net_.eval()
+            return
         data = SequenceWindows(train.sequences(), c.max_len, c.batch_size, c.windows, c.seed)
         # sampled softmax draws by popularity (its logQ term corrects for it); BPR / BCE uniformly over
         # the items seen in training
@@ -81,6 +100,7 @@ class SequentialRecommender(Recommender):
         logger.info("%s: %d windows, %d targets, %d steps per epoch", self.name, len(data), data.n_targets,
                     data.steps_per_epoch)
         self.train_result_ = Trainer(c).fit(self.net_, loss, data, validate if validation is not None else None)
+        self._after_training(self.net_)
 
     # --- score -------------------------------------------------------------------------------------------
     def score(self, queries: Queries) -> np.ndarray:

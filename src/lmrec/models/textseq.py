@@ -46,6 +46,19 @@ class TextSeqRecConfig(SequentialConfig):
     similarity: Literal["cosine", "dot"] = "cosine"
     temperature: float = Field(0.07, gt=0, description="logits = cosine / temperature (cosine similarity only)")
     freeze: list[Literal["adaptor", "encoder", "ids"]] = Field(default_factory=list, description="parts not trained")
+    pretrained: str | None = Field(None, description="folder of a `lmrec pretrain` artifact to start from")
+    tuning: Literal["full", "adapter", "lora", "none"] = Field(
+        "full", description="what trains: everything; the adaptor + layer norms; LoRA on the transformer + the "
+        "adaptor; nothing (zero-shot use of a pretrained model)")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank (tuning=lora)")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (tuning=lora)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+
+
+# Config keys that fix the shapes and meaning of pretrained weights: a transfer must keep them.
+ARCHITECTURE_KEYS = ("encoder", "max_text_length", "template", "dim", "layers", "heads", "max_len", "experts",
+                     "similarity")
+LORA_TARGETS = ["qkv", "proj", "ff.0", "ff.2"]  # the linear layers of every transformer block
 
 
 class TextSeqNet(nn.Module):
@@ -68,6 +81,14 @@ class TextSeqNet(nn.Module):
             if module is None:
                 raise ConfigError("freeze=['ids'] needs id_mode='add'")
             module.requires_grad_(False)
+
+    def load_pretrained(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load an artifact's adaptor + encoder weights; a target ID table (id_mode='add') starts fresh."""
+        missing, unexpected = self.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.startswith("ids.")]
+        if missing or unexpected:
+            raise ConfigError(f"pretrained weights do not fit this model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
 
     def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
         """``[n_items, d]`` (or ``[len(ids), d]``): adaptor(LM vector) [+ ID embedding of trained items;
@@ -111,7 +132,9 @@ class TextSeqRec(SequentialRecommender):
         if items is None or not items.fields:
             raise ConfigError(f"{self.name} needs item text: pass the dataset's item table to fit()")
         c = self.config
-        vectors, has_text = item_vectors(items, load_encoder(c.encoder, max_length=c.max_text_length), c.template)
+        encoder = load_encoder(c.encoder, max_length=c.max_text_length)
+        self.encoder_fingerprint_ = encoder.fingerprint
+        vectors, has_text = item_vectors(items, encoder, c.template)
         if not has_text.any():
             raise ConfigError(f"{self.name}: no item has text under the template; check the item fields")
         return {"lm": vectors, "has_text": has_text}
@@ -120,3 +143,40 @@ class TextSeqRec(SequentialRecommender):
         if inputs["lm"].shape[0] != n_items:
             raise ConfigError(f"{self.name}: {inputs['lm'].shape[0]} item vectors for {n_items} items")
         return TextSeqNet(inputs["lm"], trained, self.config)
+
+    # --- transfer: start from a pretrained artifact, choose what trains --------------------------------------
+    def _before_training(self, net: nn.Module) -> None:
+        c = self.config
+        assert isinstance(net, TextSeqNet)
+        if c.pretrained:
+            from lmrec.transfer.artifact import PretrainedArtifact  # lmrec.transfer imports this module
+
+            artifact = PretrainedArtifact.load(c.pretrained)
+            artifact.check_compatible(c.model_dump(), self.encoder_fingerprint_)
+            net.load_pretrained(artifact.weights)
+        if c.tuning in ("adapter", "lora"):
+            net.encoder.requires_grad_(False)
+            if c.tuning == "adapter":
+                for module in net.encoder.modules():
+                    if isinstance(module, nn.LayerNorm):
+                        module.requires_grad_(True)
+            else:
+                net.encoder = _with_lora(net.encoder, c)
+
+    def _trains(self) -> bool:
+        return self.config.tuning != "none"
+
+    def _after_training(self, net: nn.Module) -> None:
+        # merged LoRA weights make an ordinary network: saving, loading and scoring need no peft
+        if self.config.tuning == "lora":
+            assert isinstance(net, TextSeqNet)
+            net.encoder = net.encoder.merge_and_unload()
+
+
+def _with_lora(encoder: nn.Module, c: TextSeqRecConfig) -> nn.Module:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:  # peft is a dependency; a broken install should still say what is missing
+        raise ConfigError("tuning='lora' needs the peft package: pip install peft") from None
+    lora = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout, target_modules=LORA_TARGETS)
+    return get_peft_model(encoder, lora)  # freezes the encoder's own weights, trains the low-rank updates

@@ -123,7 +123,45 @@ class BCELoss(_Sampler):
                 + F.binary_cross_entropy_with_logits(negs, torch.zeros_like(negs)))
 
 
-LOSSES = ("ce", "sampled_softmax", "bpr", "bce")
+class InBatchSoftmax:
+    """Sequence-item contrastive loss (the UniSRec pretraining objective): each position's target
+    competes with the other distinct targets of the batch. Cheap on large multi-domain catalogues,
+    since only the batch's items are adapted; a batch mixing domains gives cross-domain negatives.
+
+    ``seq_weight > 0`` adds the sequence-sequence contrastive term: two views of every sequence (a
+    random ``item_drop`` share of its items removed, plus dropout) must recognise each other among the
+    batch's other sequences (InfoNCE on the last states, at the model's similarity).
+    """
+
+    name = "inbatch"
+
+    def __init__(self, seq_weight: float = 0.0, item_drop: float = 0.2):
+        if seq_weight < 0 or not 0 <= item_drop < 1:
+            raise ConfigError(f"seq_weight must be >= 0 and item_drop in [0, 1), got {seq_weight}, {item_drop}")
+        self.seq_weight, self.item_drop = seq_weight, item_drop
+
+    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states, targets = _targeted(model, batch)
+        candidates, label = torch.unique(targets, return_inverse=True)
+        logits = model.similarity(states, model.item_table(candidates)).float()
+        loss = F.cross_entropy(logits, label)
+        if self.seq_weight > 0:
+            loss = loss + self.seq_weight * self._seq_seq(model, batch)
+        return loss
+
+    def _seq_seq(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        views = [model.sequence_states(self._drop_items(batch))[:, -1] for _ in range(2)]
+        logits = model.similarity(views[0], views[1]).float()
+        return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+    def _drop_items(self, batch: SequenceBatch) -> SequenceBatch:
+        # Dropped items become padding; the most recent item is always kept so no row is empty.
+        drop = torch.rand(batch.tokens.shape, device=batch.tokens.device) < self.item_drop
+        drop[:, -1] = False
+        return SequenceBatch(batch.tokens.masked_fill(drop, 0), batch.targets, batch.users)
+
+
+LOSSES = ("ce", "sampled_softmax", "bpr", "bce", "inbatch")
 
 
 def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None = None):
@@ -137,4 +175,6 @@ def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None 
         return BPRLoss(n_items, probs)
     if name == "bce":
         return BCELoss(n_items, negatives, probs)
+    if name == "inbatch":
+        return InBatchSoftmax()
     raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
