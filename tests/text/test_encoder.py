@@ -7,43 +7,20 @@ import torch
 from lmrec.errors import DataError
 from lmrec.text import EncoderError, HashingEncoder, HFEncoder, TfidfEncoder, load_encoder
 from lmrec.text.encoder import check_texts, packaged_minilm
+from tests.text import tiny_models
 
 WORDS = ["red", "nail", "polish", "steel", "toolbox", "with", "tray", "a", "pink", "bottle", "gadget"]
 TEXTS = ["red nail polish", "steel toolbox with tray", "a pink nail polish bottle with a red gadget tray", "gadget"]
 
 
-def _tokenizer(folder):
-    from transformers import BertTokenizerFast
-
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-
-
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tok = _tokenizer(folder)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return tiny_models.tiny_bert(tmp_path_factory.mktemp("tiny-bert"), WORDS)
 
 
 @pytest.fixture(scope="module")
 def tiny_decoder(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = _tokenizer(folder)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32,
-                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                 max_position_embeddings=64, pad_token_id=0)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return tiny_models.tiny_llama(tmp_path_factory.mktemp("tiny-llama"), WORDS)
 
 
 def reference(folder, texts, pooling, instruction=""):

@@ -10,5 +10,6 @@ from lmrec.models.popularity import Popularity
 from lmrec.models.sasrec import SASRec
 from lmrec.models.textseq import TextSeqRec
 from lmrec.models.tfidf import TfidfContent
+from lmrec.models.two_tower import TwoTowerLM
 
-__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "UserKNN"]
+__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]

@@ -1,0 +1,227 @@
+"""TwoTowerLM: fine-tune a Hugging Face encoder for recommendation with an in-batch softmax.
+
+Query side: the user's text (titles of their most recent ``query_items`` history items, most recent
+first; see ``lmrec.text.texts.user_text``). Item side: the item's rendered text. One shared encoder by
+default (``shared: false`` gives each side its own copy). Training examples are (history prefix -> next
+item) pairs, ``samples_per_user`` random positions per user and epoch; every other item of the batch
+(and, with ``hard_negatives``, text-similar items) is a negative (InfoNCE), at a fixed or learned
+temperature. ``tuning`` picks what trains (``full`` / ``lora`` / ``top-k`` / ``frozen``, see
+``lmrec.text.tuning``). After training, LoRA is merged, every item is re-encoded, and recommendation is
+a full-ranking dot product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from lmrec.data.interactions import Interactions
+from lmrec.data.items import ItemTable
+from lmrec.data.queries import Queries
+from lmrec.errors import ConfigError
+from lmrec.models.base import Recommender
+from lmrec.registry import register
+from lmrec.text.encoder import DEFAULT_ENCODER
+from lmrec.text.texts import default_template
+from lmrec.text.tuning import TunableEncoder
+from lmrec.train import TrainConfig, Trainer, TrainResult
+
+
+class TwoTowerConfig(TrainConfig):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=2, description="queries per step; the other items of the batch are negatives")
+    lr: float = Field(2e-4, gt=0)
+    encoder: str = Field(DEFAULT_ENCODER, description="Hugging Face model (id or folder) or minilm")
+    shared: bool = Field(True, description="one encoder for queries and items")
+    tuning: Literal["full", "lora", "top-k", "frozen"] = "lora"
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_targets: list[str] | None = Field(None, description="module names for LoRA (default: peft's per-architecture choice)")
+    top_k: int = Field(2, ge=1, description="layers trained with tuning=top-k")
+    template: str | None = Field(None, description="item text template (default: the dataset's descriptive fields)")
+    query_items: int = Field(10, ge=1, description="history items rendered into the query text")
+    query_max_length: int = Field(128, ge=8)
+    item_max_length: int = Field(64, ge=8)
+    samples_per_user: int = Field(4, ge=1, description="training examples drawn per user and epoch")
+    hard_negatives: int = Field(0, ge=0, description="text-similar negatives added per example (0 = in-batch only)")
+    temperature: float = Field(0.05, gt=0)
+    learn_temperature: bool = False
+
+
+@dataclass
+class PairBatch:
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    item_ids: torch.Tensor
+    item_mask: torch.Tensor
+    items: torch.Tensor  # item index of every item-side row (targets first, then hard negatives)
+    n_targets: int
+
+    def to(self, device: torch.device | str) -> PairBatch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in moved.items():
+            if isinstance(v, torch.Tensor):
+                moved[k] = v.to(device)
+        return PairBatch(**moved)
+
+
+class PairSource:
+    """(query text, next item) examples, ``samples_per_user`` per user and epoch, order fixed by (seed, epoch)."""
+
+    def __init__(self, train: Interactions, item_texts: list[str], tower: TunableEncoder, c: TwoTowerConfig,
+                 neighbours: np.ndarray | None, item_titles: np.ndarray):
+        self.seqs = train.sequences()
+        self.users = np.flatnonzero(self.seqs.lengths >= 2)
+        if len(self.users) == 0:
+            raise ConfigError("no user has two or more interactions: nothing to learn a next item from")
+        self.item_texts, self.item_titles, self.tower, self.c = item_texts, item_titles, tower, c
+        self.neighbours = neighbours
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.users) * self.c.samples_per_user // self.c.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[PairBatch]:
+        c = self.c
+        rng = np.random.default_rng([c.seed, epoch])
+        users = rng.permutation(np.repeat(self.users, c.samples_per_user))
+        for start in range(0, len(users), c.batch_size):
+            chunk = users[start:start + c.batch_size]
+            queries, targets = [], []
+            for u in chunk:
+                seq = self.seqs[u]
+                t = int(rng.integers(1, len(seq)))
+                queries.append(query_text(seq[:t], self.item_titles, c.query_items))
+                targets.append(int(seq[t]))
+            items = list(targets)
+            if self.neighbours is not None and c.hard_negatives:
+                picks = self.neighbours[targets]
+                cols = rng.integers(0, picks.shape[1], (len(targets), c.hard_negatives))
+                items += np.take_along_axis(picks, cols, 1).ravel().tolist()
+            q = self.tower.tokenize(queries, c.query_max_length)
+            i = self.tower.tokenize([self.item_texts[x] for x in items], c.item_max_length)
+            yield PairBatch(q["input_ids"], q["attention_mask"], i["input_ids"], i["attention_mask"],
+                            torch.as_tensor(items), len(targets))
+
+
+def query_text(history: np.ndarray, item_titles: np.ndarray, max_items: int) -> str:
+    """The most recent ``max_items`` history titles, most recent first, joined by ``"; "``."""
+    recent = [str(item_titles[i]) for i in history[::-1][:max_items] if item_titles[i]]
+    return "; ".join(recent) or "no history"
+
+
+class TwoTowerNet(nn.Module):
+    def __init__(self, c: TwoTowerConfig):
+        super().__init__()
+        self.query_tower = TunableEncoder(c.encoder, max_length=c.query_max_length)
+        # registered only when separate, so a shared encoder is stored (and saved) once
+        self.own_item_tower = None if c.shared else TunableEncoder(c.encoder, max_length=c.item_max_length)
+        self.log_scale = nn.Parameter(torch.tensor(float(np.log(1.0 / c.temperature))),
+                                      requires_grad=c.learn_temperature)
+
+    @property
+    def item_tower(self) -> TunableEncoder:
+        return self.own_item_tower if self.own_item_tower is not None else self.query_tower
+
+    def towers(self) -> list[TunableEncoder]:
+        return [self.query_tower] + ([self.own_item_tower] if self.own_item_tower is not None else [])
+
+
+class InBatchInfoNCE:
+    """Each query's own item against every other item row of the batch; rows holding the same item as
+    the query's target are not counted as negatives (duplicates in a batch are common for popular items)."""
+
+    def __call__(self, net: TwoTowerNet, batch: PairBatch) -> torch.Tensor:
+        q = net.query_tower(batch.query_ids, batch.query_mask)
+        i = net.item_tower(batch.item_ids, batch.item_mask)
+        logits = (q @ i.T) * net.log_scale.exp()
+        n = batch.n_targets
+        same = batch.items[None, :] == batch.items[:n, None]
+        same[torch.arange(n), torch.arange(n)] = False
+        logits = logits.masked_fill(same, float("-inf"))
+        return F.cross_entropy(logits.float(), torch.arange(n, device=logits.device))
+
+
+@register
+class TwoTowerLM(Recommender):
+    """Language-model two-tower retrieval, fine-tuned on interactions (see the module docstring)."""
+
+    name = "twotower"
+    Config = TwoTowerConfig
+    uses_validation: ClassVar[bool] = True
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.net_: TwoTowerNet | None = None
+        self.train_result_: TrainResult | None = None
+        self.trainable_params_: int | None = None
+
+    def _fit(self, train: Interactions, items: ItemTable | None, validation: Any = None) -> None:
+        if items is None or not items.fields:
+            raise ConfigError(f"{self.name} needs item text: pass the dataset's item table to fit()")
+        c = self.config
+        template = c.template or default_template(items)
+        self.item_texts_ = np.asarray([t or "unknown item" for t in items.render(template)], dtype=str)
+        self.query_titles_ = np.asarray(items["title"] if "title" in items else self.item_texts_, dtype=str)
+        torch.manual_seed(c.seed)
+        net = TwoTowerNet(c)
+        neighbours = self._text_neighbours(net) if c.hard_negatives else None
+        for tower in net.towers():
+            tower.apply_tuning(c.tuning, c.lora_rank, c.lora_alpha, c.lora_targets, top_k=c.top_k)
+        self.net_ = net
+        self.trainable_params_ = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        self.item_vectors_: np.ndarray | None = None
+        if c.tuning != "frozen" or c.learn_temperature:
+            data = PairSource(train, list(self.item_texts_), net.query_tower, c, neighbours, self.query_titles_)
+
+            def validate() -> dict[str, float]:
+                self.item_vectors_ = None  # the towers changed: re-encode the items
+                return validation.evaluate(self, name=f"{self.name} (valid)").means()
+
+            self.train_result_ = Trainer(c).fit(net, InBatchInfoNCE(), data, validate if validation is not None else None)
+        for tower in net.towers():
+            tower.merge()
+        net.eval()
+        self.item_vectors_ = None
+        self._item_vectors()
+
+    def _text_neighbours(self, net: TwoTowerNet, k: int = 50) -> np.ndarray:
+        """The ``k`` items most text-similar to each item under the untrained encoder (hard negatives)."""
+        vec = torch.as_tensor(net.item_tower.encode(list(self.item_texts_), max_length=self.config.item_max_length))
+        sims = vec @ vec.T
+        sims.fill_diagonal_(-float("inf"))
+        return sims.topk(min(k, len(vec) - 1), dim=1).indices.numpy()
+
+    def _item_vectors(self) -> np.ndarray:
+        if self.item_vectors_ is None:
+            assert self.net_ is not None
+            self.item_vectors_ = self.net_.item_tower.encode(list(self.item_texts_), max_length=self.config.item_max_length)
+        return self.item_vectors_
+
+    def score(self, queries: Queries) -> np.ndarray:
+        self._check_fitted()
+        assert self.net_ is not None
+        texts = [query_text(np.asarray(s), self.query_titles_, self.config.query_items) for s in queries.sequences]
+        q = self.net_.query_tower.encode(texts, max_length=self.config.query_max_length)
+        return (q @ self._item_vectors().T).astype(np.float32)
+
+    # --- persistence: merged weights, so loading needs the base model files and no peft --------------------
+    def _state(self) -> dict[str, Any]:
+        assert self.net_ is not None
+        weights = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        return {"item_texts_": self.item_texts_, "query_titles_": self.query_titles_,
+                "item_vectors_": self._item_vectors(), **weights}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.item_texts_, self.query_titles_ = state["item_texts_"], state["query_titles_"]
+        self.item_vectors_ = state["item_vectors_"]
+        net = TwoTowerNet(self.config)
+        net.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")})
+        self.net_ = net.eval()
