@@ -37,8 +37,9 @@ MODES = ("zero-shot", "adapter", "lora", "full", "scratch")
 PARAMETER_EFFICIENT = ("adapter", "lora")
 FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
 REFERENCES = ("pop", "sasrec")  # models fitted on the same target users, for comparison
-# Artifact keys a target run does not inherit: the pretraining's own run folder and objective.
-_NOT_INHERITED = ("checkpoint_dir", "pretrained", "tuning", "freeze", "loss")
+# Artifact keys a target run does not inherit: the pretraining's own run folder, objective and schedule
+# length (every mode, scratch included, trains with TextSeqRec's defaults: up to 100 epochs, patience 5).
+_NOT_INHERITED = ("checkpoint_dir", "pretrained", "tuning", "freeze", "loss", "epochs", "patience")
 
 
 @dataclass
