@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lmrec.data.batching import SequenceBatch
-from lmrec.nn.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
+from lmrec.nn.losses import BPRLoss, FullSoftmaxCE, InBatchSoftmax, SampledSoftmax
 
 
 class Fixed:
@@ -71,3 +71,19 @@ def test_bpr_matches_hand_computation():
     expected = -torch.nn.functional.logsigmoid(pos - scores[[0, 1], neg]).mean()
     torch.manual_seed(3)
     assert math.isclose(BPRLoss(3)(MODEL, BATCH).item(), expected.item(), rel_tol=1e-6)
+
+
+def test_in_batch_softmax_uses_the_batch_targets_as_candidates():
+    # targets 1 and 2: candidates are items {1, 2} only (item 0 is not a target in the batch)
+    # position 1: logits over (1, 2) = (0, 1), target 1; position 2: logits (2, 2), target 2
+    expected = ((-0 + math.log(1 + math.e)) + (-2 + math.log(2 * math.e**2))) / 2
+    assert math.isclose(InBatchSoftmax()(MODEL, BATCH).item(), expected, rel_tol=1e-6)
+
+
+def test_sequence_views_drop_items_but_keep_the_last():
+    torch.manual_seed(0)
+    batch = SequenceBatch(torch.arange(1, 201).view(4, 50), torch.zeros(4, 50, dtype=torch.long), torch.arange(4))
+    view = InBatchSoftmax(seq_weight=1.0, item_drop=0.5)._drop_items(batch)
+    dropped = (view.tokens == 0).float().mean().item()
+    assert 0.4 < dropped < 0.6 and bool((view.tokens[:, -1] > 0).all())
+    assert torch.equal(view.tokens[view.tokens > 0], batch.tokens[view.tokens > 0])

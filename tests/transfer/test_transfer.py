@@ -208,10 +208,13 @@ def test_grid_writes_table_plot_and_records(base, home, tmp_path):
 def test_cli_pretrain_and_transfer(home, tmp_path):
     runner = CliRunner()
     art = tmp_path / "art"
-    sets = [a for k, v in {**SMALL, "epochs": 2}.items() for a in ("--set", f"{k}={'null' if v is None else v}")]
+    # the sequence-sequence contrastive term on as well
+    options = {**SMALL, "epochs": 2, "seq_weight": 0.1}
+    sets = [a for k, v in options.items() for a in ("--set", f"{k}={'null' if v is None else v}")]
     r = runner.invoke(app, ["pretrain", "--datasets", "alpha,beta", "--out", str(art), "--data-dir", str(home), *sets])
     assert r.exit_code == 0, r.output
     assert (art / "artifact.json").is_file() and (art / "train" / "checkpoint.pt").is_file()
+    assert PretrainedArtifact.load(art).summary["seq_weight"] == 0.1
     r = runner.invoke(app, ["transfer", "--from", str(art), "--target", "gamma", "--mode", "zero-shot",
                             "--data-dir", str(home), "--save", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
