@@ -4,6 +4,7 @@ Usage (LMREC_DATA=../shared/data; each step reuses the previous one's output):
     python bench/transfer.py pretrain    # -> runs/transfer-base (artifact), ~20 min on a 2-core CPU
     python bench/transfer.py grid        # modes x fractions on amazon-scientific -> bench/results/transfer_scientific.json
     python bench/transfer.py coldstart   # cold-start users (Arts / Office test users) -> bench/results/transfer_coldstart.json
+    python bench/transfer.py table       # the markdown tables of docs/benchmarks.md
 Options: --base DIR (artifact folder), --set key=value (pretraining / every transfer mode), --fractions,
 --modes, --device.
 
@@ -85,16 +86,40 @@ def cmd_coldstart(args: argparse.Namespace) -> None:
                                                                 "records": records}, indent=2))
 
 
+def cmd_table(args: argparse.Namespace) -> None:
+    """Markdown tables for docs/benchmarks.md from the two result files."""
+    grid = json.loads((RESULTS / "transfer_scientific.json").read_text())
+    print(f"Grid wall time {grid['grid_seconds'] / 60:.1f} min on {grid['machine']} ({grid['date']}).\n")
+    print("| mode | fraction | train users | Recall@10 | NDCG@10 | NDCG@10, test item unseen in fit | trainable params | epochs | train s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in grid["records"]:
+        params = f"{r['trainable_params']:,}" if r["trainable_params"] >= 0 else "-"
+        print(f"| {r['mode']} | {r['fraction']:g} | {r['train_users']:,} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
+              f"{r['ndcg@10_items_unseen_in_fit']:.4f} | {params} | {r['epochs']} | {r['train_seconds']:.0f} |")
+    print("\n| fraction | best parameter-efficient | vs | NDCG@10 | vs NDCG@10 | relative gain | t-test p | Wilcoxon p |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for s in grid["significance"]:
+        print(f"| {s['fraction']:g} | {s['a']} | {s['b']} | {s['ndcg@10 a']:.4f} | {s['ndcg@10 b']:.4f} | "
+              f"{100 * s['relative gain']:+.1f}% | {s['t_p']:.2g} | {s['wilcoxon_p']:.2g} |")
+    cold = RESULTS / "transfer_coldstart.json"
+    if cold.is_file():
+        print("\n| target (cold test users) | model | test users | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 | train s |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in json.loads(cold.read_text())["records"]:
+            print(f"| {r['target']} | {r['mode']} | {r['test_users']:,} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} | "
+                  f"{r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['train_seconds']:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["pretrain", "grid", "coldstart"])
+    parser.add_argument("step", choices=["pretrain", "grid", "coldstart", "table"])
     parser.add_argument("--base", default="runs/transfer-base", help="artifact folder")
     parser.add_argument("--set", action="append", default=[], help="key=value option (repeatable)")
     parser.add_argument("--fractions", default="0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--modes", default="zero-shot,adapter,lora,full,scratch")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    {"pretrain": cmd_pretrain, "grid": cmd_grid, "coldstart": cmd_coldstart}[args.step](args)
+    {"pretrain": cmd_pretrain, "grid": cmd_grid, "coldstart": cmd_coldstart, "table": cmd_table}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ class Trainer:
             raise ConfigError(f"monitor metric {c.monitor!r} is not among the validation metrics "
                               f"({', '.join(sorted(metrics))})")
         value = float(metrics[c.monitor])
-        record["valid"] = {k: float(v) for k, v in metrics.items() if k.split("@")[0] in ("recall", "ndcg", "mrr", "hit")}
+        record["valid"] = {k: float(v) for k, v in metrics.items() if k.split("@")[0] in ("recall", "ndcg", "mrr", "hit", "auc", "logloss")}
         state.last_metric = value
         if state.best_metric is None or value > state.best_metric:
             state.best_metric, state.best_epoch, state.bad_evals = value, state.epoch, 0

@@ -1,0 +1,111 @@
+"""Fine-tuning the language model for recommendation (issue: two-tower, CTR cross-encoder).
+
+Usage (LMREC_DATA=../shared/data):
+    python bench/lm_finetune.py twotower [--datasets movielens-100k,amazon-scientific] [--modes frozen,lora,full]
+    python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
+Options: --set key=value (every model of the run), --device.
+
+two-tower: TwoTowerLM (MiniLM) per tuning mode vs the frozen-encoder LMContent model, leave-one-out, full
+ranking, early stopping on valid. ctr: movielens-1m-collm time split, test AUC / log-loss per training
+sample size (stratified samples of the train rows; validation on a fixed sample of valid rows).
+Records are merged into bench/results/lm_finetune.json, replacing those of the same
+(dataset, model, mode, train_samples, device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmrec.cli import parse_options
+from lmrec.ctr import CrossEncoderCTR, FrozenEncoderMLP, IdFM, ctr_examples
+from lmrec.data import PrepareConfig, prepare
+from lmrec.eval import Evaluator
+from lmrec.registry import create
+
+RESULTS = Path(__file__).parent / "results" / "lm_finetune.json"
+CTR_MODELS = {"id-fm": IdFM, "frozen-mlp": FrozenEncoderMLP, "cross-encoder": CrossEncoderCTR}
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} ({os.cpu_count()} cores)"
+    return f"{platform.machine()} {os.cpu_count()} cores, torch CPU"
+
+
+def merge(records: list[dict[str, Any]]) -> None:
+    key = ("dataset", "model", "mode", "train_samples", "device")
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    new = {tuple(r.get(k) for k in key) for r in records}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps([r for r in old if tuple(r.get(k) for k in key) not in new] + records, indent=2))
+
+
+def two_tower(args: argparse.Namespace) -> None:
+    records = []
+    for dataset in args.datasets.split(","):
+        p = prepare(PrepareConfig(dataset=dataset, split="predefined" if dataset == "amazon-scientific" else "loo"))
+        valid, test = Evaluator(p.split, "valid", ks=(10, 20)), Evaluator(p.split, "test", ks=(10, 20))
+        runs = [("lmcontent", "frozen-lmcontent", create("lmcontent"))]
+        runs += [("twotower", mode, create("twotower", tuning=mode, device=args.device, **parse_options(args.set)))
+                 for mode in args.modes.split(",")]
+        for model_name, mode, model in runs:
+            started = time.perf_counter()
+            model.fit(p.split.train, p.items, validation=valid)
+            seconds = time.perf_counter() - started
+            m = test.evaluate(model).means()
+            r = getattr(model, "train_result_", None)
+            records.append({"dataset": dataset, "model": model_name, "mode": mode, "train_samples": None,
+                            "metrics": {k: round(m[k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
+                            "trainable_params": getattr(model, "trainable_params_", 0), "train_seconds": round(seconds, 1),
+                            "epochs": r.epochs_run if r else 0, "device": args.device, "machine": machine(),
+                            "date": time.strftime("%Y-%m-%d")})
+            print(records[-1])
+            merge(records[-1:])
+
+
+def ctr(args: argparse.Namespace) -> None:
+    p = prepare("movielens-1m-collm")
+    train, valid, test = (ctr_examples(p.split, part) for part in ("train", "valid", "test"))
+    for samples in args.samples.split(","):
+        n = None if samples == "all" else int(samples)
+        for name in args.models.split(","):
+            model = CTR_MODELS[name](device=args.device, valid_rows=2000, **parse_options(args.set))
+            started = time.perf_counter()
+            model.fit(train.sample(n), p.items, valid)
+            seconds = time.perf_counter() - started
+            m = model.evaluate(test)
+            record = {"dataset": "movielens-1m-collm", "model": name, "mode": getattr(model.config, "tuning", "-"),
+                      "train_samples": n or len(train), "metrics": {k: round(v, 4) for k, v in m.items()},
+                      "trainable_params": model.trainable_params_, "train_seconds": round(seconds, 1),
+                      "steps": model.train_result_.steps if model.train_result_ else 0, "device": args.device,
+                      "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+            print(record)
+            merge([record])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=["twotower", "ctr"])
+    parser.add_argument("--datasets", default="movielens-100k,amazon-scientific")
+    parser.add_argument("--modes", default="frozen,lora,full")
+    parser.add_argument("--samples", default="64,256,1024,all")
+    parser.add_argument("--models", default="id-fm,frozen-mlp,cross-encoder")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    {"twotower": two_tower, "ctr": ctr}[args.task](args)
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    main()

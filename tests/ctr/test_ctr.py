@@ -1,0 +1,144 @@
+"""CTR: metrics by hand, history construction without leakage, models that must learn a planted
+like/dislike pattern, decoder-only backbones with LoRA, tuning strategies counted."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lmrec.ctr import CrossEncoderCTR, FrozenEncoderMLP, IdFM, auc, ctr_examples, log_loss
+from lmrec.data import IdMap, Interactions, ItemTable
+from lmrec.data.split import Split
+from lmrec.errors import ConfigError
+from tests.text import tiny_models
+
+COLORS = ["red", "blue", "green", "yellow"]
+THINGS = ["cup", "hat", "shoe", "lamp", "kite", "bowl"]
+WORDS = COLORS + THINGS + [";", "no", "history"]
+
+
+def test_auc_and_log_loss_by_hand():
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.3])
+    # positive-negative pairs: (0.9>0.8) (0.9>0.3) (0.3<0.8) (0.3=0.3 -> half) = 2.5 / 4
+    assert auc(labels, scores) == 0.625
+    expected = -(math.log(0.9) + math.log(0.2) + math.log(0.3) + math.log(0.7)) / 4
+    assert math.isclose(log_loss(labels, scores), expected, rel_tol=1e-9)
+    with pytest.raises(ConfigError, match="both positive and negative"):
+        auc(np.ones(3), np.arange(3))
+
+
+def colour_ctr(n_users=48, per_user=12, seed=0):
+    """Each user likes exactly one colour: a row is a like iff the candidate has the user's colour.
+    Times increase; the first 60% of each user's rows are train, then 20% valid, 20% test."""
+    rng = np.random.default_rng(seed)
+    titles = [f"{c} {t}" for c in COLORS for t in THINGS]
+    colour_of = np.repeat(np.arange(len(COLORS)), len(THINGS))
+    users, items, labels, times, part = [], [], [], [], []
+    for u in range(n_users):
+        for j in range(per_user):
+            i = int(rng.integers(len(titles)))
+            users.append(u)
+            items.append(i)
+            labels.append(int(colour_of[i] == u % len(COLORS)))
+            times.append(1000 * j + u)
+            part.append(0 if j < 0.6 * per_user else 1 if j < 0.8 * per_user else 2)
+    inter = Interactions(np.array(users), np.array(items), IdMap(range(n_users)), IdMap(range(len(titles))),
+                         time=np.array(times), label=np.array(labels))
+    part = np.array(part)
+    split = Split(inter.select(part == 0), inter.select(part == 1), inter.select(part == 2), name="colour")
+    return split, ItemTable(inter.items, {"title": titles})
+
+
+def test_histories_hold_only_earlier_likes():
+    split, _ = colour_ctr()
+    ex = ctr_examples(split, "test", max_history=50)
+    all_rows = Interactions.concat(list(split.parts().values()))
+    for r in range(0, len(ex), 7):
+        u, t = ex.users[r], split.test.time[r]
+        before = (all_rows.user == u) & (all_rows.time < t) & (all_rows.label == 1)
+        order = np.argsort(all_rows.time[before])
+        assert np.array_equal(ex.histories[r], all_rows.item[before][order])
+    assert ex.n_users == 48 and set(np.unique(ex.labels)) == {0.0, 1.0}
+
+
+def test_id_fm_learns_user_colour_preferences():
+    split, items = colour_ctr(n_users=40, per_user=40)
+    train, valid, test = (ctr_examples(split, p) for p in ("train", "valid", "test"))
+    model = IdFM(epochs=60, batch_size=64, patience=10).fit(train, items, valid)
+    assert model.evaluate(test)["auc"] >= 0.85
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    return tiny_models.tiny_bert(tmp_path_factory.mktemp("bert"), WORDS, hidden=32, layers=2)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return tiny_models.tiny_llama(tmp_path_factory.mktemp("llama"), WORDS, hidden=32)
+
+
+def test_cross_encoder_learns_the_pattern_from_text(bert):
+    split, items = colour_ctr()
+    train, test = ctr_examples(split, "train"), ctr_examples(split, "test")
+    model = CrossEncoderCTR(encoder=str(bert), epochs=25, lr=2e-3, batch_size=32).fit(train, items)
+    first, second = model.pair_texts(test, np.array([0]))
+    assert second[0] == items["title"][test.items[0]] and (first[0] == "no history" or ";" in first[0] or " " in first[0])
+    assert model.evaluate(test)["auc"] >= 0.9
+
+
+def test_decoder_backbone_with_lora_trains_head_and_adapters_only(llama):
+    split, items = colour_ctr()
+    train, test = ctr_examples(split, "train"), ctr_examples(split, "test")
+    model = CrossEncoderCTR(encoder=str(llama), tuning="lora", lora_rank=4, lora_targets=["q_proj", "v_proj"],
+                            epochs=1, batch_size=32)
+    model.fit(train, items)
+    # LoRA A [4, 32] + B [32, 4] on q and v of 2 layers, plus the score head [1, 32] (no bias)
+    assert model.trainable_params_ == 2 * 2 * (4 * 32 + 32 * 4) + 32
+    p = model.predict(test)
+    assert p.shape == (len(test),) and np.isfinite(p).all()
+
+
+@pytest.mark.parametrize("tuning,expected", [("frozen", "head"), ("top-k", "head+last"), ("full", "all")])
+def test_cross_encoder_tuning_counts(bert, tuning, expected):
+    split, items = colour_ctr(n_users=8, per_user=5)
+    model = CrossEncoderCTR(encoder=str(bert), tuning=tuning, top_k=1, epochs=1).fit(ctr_examples(split, "train"), items)
+    m = model.encoder_.model
+    head = sum(p.numel() for p in m.classifier.parameters())
+    last = sum(p.numel() for p in m.bert.encoder.layer[-1].parameters())
+    counts = {"head": head, "head+last": head + last, "all": sum(p.numel() for p in m.parameters())}
+    assert model.trainable_params_ == counts[expected]
+
+
+def test_frozen_encoder_mlp_runs_on_the_hashing_encoder():
+    split, items = colour_ctr()
+    train, test = ctr_examples(split, "train"), ctr_examples(split, "test")
+    model = FrozenEncoderMLP(encoder="hash:128", epochs=40, lr=3e-3, batch_size=32, patience=40).fit(train, items)
+    assert model.evaluate(test)["auc"] >= 0.8
+
+
+def test_reranking_reorders_the_retrievers_top_k_by_the_ctr_model():
+    from lmrec.ctr.rerank import Reranked
+    from lmrec.data.queries import Queries
+    from lmrec.eval import Evaluator
+    from lmrec.registry import create
+
+    split, items = colour_ctr(n_users=40, per_user=40)
+    train, valid = ctr_examples(split, "train"), ctr_examples(split, "valid")
+    fm = IdFM(epochs=60, batch_size=64, patience=10).fit(train, items, valid)
+    pop = create("pop").fit(split.train)
+    reranked = Reranked(pop, fm, k=10)
+    q = Queries.from_interactions(split.train.select(split.train.label == 1), np.arange(40))
+    base, scores = pop.score(q), reranked.score(q)
+    for r in range(3):
+        seen = q.history[r].indices
+        cand = np.setdiff1d(np.argsort(-base[r], kind="stable"), seen, assume_unique=True)
+        top = np.argsort(-np.where(np.isin(np.arange(len(base[r])), seen), -np.inf, base[r]), kind="stable")[:10]
+        new_order = np.argsort(-scores[r], kind="stable")
+        new_order = new_order[~np.isin(new_order, seen)]
+        assert set(new_order[:10]) == set(top) and len(cand) > 10  # the same candidates first ...
+        assert np.all(np.diff(scores[r][new_order[:10]]) <= 0)  # ... in the reranker's order
+    test = Evaluator(split, "test", ks=(5,))
+    assert test.evaluate(reranked).means()["ndcg@5"] > test.evaluate(pop).means()["ndcg@5"] + 0.1
+    assert reranked.seconds_per_user > 0
