@@ -79,6 +79,10 @@ def test_domain_balanced_batches():
     assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(batches, data.epoch(0)))
     big_rows = torch.cat([b.tokens[b.tokens[:, -1] <= 1000, -1] for b in batches])
     assert len(torch.unique(big_rows)) == 24  # the large domain is sampled without repeats in an epoch
+    single = list(MultiDomainWindows([big, small], batch_size=8, seed=1, mix="single").epoch(0))
+    domains = [int((b.tokens[:, -1] > 1000).all()) for b in single]
+    assert len(single) == 6 and sorted(domains) == [0, 0, 0, 1, 1, 1]  # one domain per batch, equal turns
+    assert all(((b.tokens[:, -1] > 1000).all() or (b.tokens[:, -1] <= 1000).all()) for b in single)
 
 
 def test_zero_shot_transfers_the_planted_pattern_to_new_items(base, home):

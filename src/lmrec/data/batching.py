@@ -138,20 +138,24 @@ class SequenceWindows:
 
 class MultiDomainWindows:
     """Domain-balanced batches over several ``SequenceWindows`` (one per domain, item indices already
-    in one shared index space): every batch holds an equal share of windows from each domain, so a
-    large domain does not drown a small one and every batch has cross-domain negatives.
+    in one shared index space), so a large domain does not drown a small one.
 
+    ``mix="mixed"``: every batch holds an equal share of windows from each domain (in-batch negatives
+    come from all domains). ``mix="single"``: every batch comes from one domain, the domains taking
+    equal numbers of batches (in-batch negatives are the same domain's items: harder ones).
     An epoch has as many batches as the domains' windows fill; a small domain's windows are cycled
     (reshuffled each pass), a large domain's are sampled without repeats within the epoch. Order is
     fixed by ``(seed, epoch)`` like ``SequenceWindows``.
     """
 
-    def __init__(self, domains: Sequence[SequenceWindows], batch_size: int, seed: int = 0):
+    def __init__(self, domains: Sequence[SequenceWindows], batch_size: int, seed: int = 0, mix: str = "mixed"):
         if not domains:
             raise ConfigError("no domain to train on")
-        if batch_size < len(domains):
+        if mix not in ("mixed", "single"):
+            raise ConfigError(f"mix must be 'mixed' or 'single', got {mix!r}")
+        if mix == "mixed" and batch_size < len(domains):
             raise ConfigError(f"batch_size {batch_size} is smaller than the number of domains ({len(domains)})")
-        self.domains, self.batch_size, self.seed = list(domains), batch_size, seed
+        self.domains, self.batch_size, self.seed, self.mix = list(domains), batch_size, seed, mix
         base, extra = divmod(batch_size, len(domains))
         self.shares = [base + (d < extra) for d in range(len(domains))]
 
@@ -167,6 +171,9 @@ class MultiDomainWindows:
         return sum(d.n_targets for d in self.domains)
 
     def epoch(self, epoch: int) -> Iterator[SequenceBatch]:
+        if self.mix == "single":
+            yield from self._single_domain_epoch(epoch)
+            return
         rng = np.random.default_rng([self.seed, epoch, len(self.domains)])
         steps = self.steps_per_epoch
         per_domain = []
@@ -184,6 +191,25 @@ class MultiDomainWindows:
         for step in rng.permutation(steps):
             parts = [d._batch(rows[step]) for d, rows in zip(self.domains, per_domain)]
             yield _concat_batches(parts)
+
+
+    def _single_domain_epoch(self, epoch: int) -> Iterator[SequenceBatch]:
+        rng = np.random.default_rng([self.seed, epoch, len(self.domains), 1])
+        steps = self.steps_per_epoch
+        turns = np.resize(np.arange(len(self.domains)), steps)  # equal batches per domain (+-1)
+        per_domain = {}
+        for d_no, d in enumerate(self.domains):
+            need = int((turns == d_no).sum()) * self.batch_size
+            passes = -(-need // len(d))
+            rows = np.concatenate([rng.permutation(len(d)) for _ in range(passes)])[:need]
+            lengths = d.stops - d.starts
+            pool = self.batch_size * BUCKET_BATCHES
+            for p in range(0, need, pool):
+                chunk = rows[p:p + pool]
+                rows[p:p + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+            per_domain[d_no] = iter(rows.reshape(-1, self.batch_size))
+        for d_no in rng.permutation(turns):
+            yield self.domains[d_no]._batch(next(per_domain[d_no]))
 
 
 def _concat_batches(parts: Sequence[SequenceBatch]) -> SequenceBatch:

@@ -32,7 +32,7 @@ from lmrec.train import Trainer, TrainResult, resolve_device
 from lmrec.transfer.artifact import PretrainedArtifact
 from lmrec.transfer.domains import Domain, load_domain
 
-PRETRAIN_ONLY = ("seq_weight", "item_drop", "valid_users")
+PRETRAIN_ONLY = ("seq_weight", "item_drop", "valid_users", "batch_domains")
 
 
 class PretrainConfig(TextSeqRecConfig):
@@ -40,6 +40,9 @@ class PretrainConfig(TextSeqRecConfig):
         "inbatch", description="inbatch: sequence-item contrastive over the batch's targets (cheap on big catalogues)")
     seq_weight: float = Field(0.0, ge=0, description="weight of the sequence-sequence contrastive term (0 = off)")
     item_drop: float = Field(0.2, ge=0, lt=1, description="share of items dropped to make the two sequence views")
+    batch_domains: Literal["mixed", "single"] = Field(
+        "mixed", description="mixed: every batch has an equal share of each domain; single: each batch one domain, "
+        "domains taking turns (same-domain in-batch negatives)")
     valid_users: int | None = Field(2000, ge=1, description="validate on at most this many users per domain "
                                     "(a fixed random sample; None = all)")
 
@@ -74,7 +77,7 @@ def pretrain(datasets: list[str], params: dict[str, Any] | None = None, out: str
     net = TextSeqNet(np.concatenate([d.vectors for d in domains]), counts > 0, model_config)
     windows = [SequenceWindows(_shifted(d.split.train.sequences(), int(off)), c.max_len, c.batch_size, c.windows, c.seed)
                for d, off in zip(domains, offsets)]
-    data = MultiDomainWindows(windows, c.batch_size, c.seed)
+    data = MultiDomainWindows(windows, c.batch_size, c.seed, c.batch_domains)
     loss = (InBatchSoftmax(c.seq_weight, c.item_drop) if c.loss == "inbatch"
             else make_loss(c.loss, len(counts), c.negatives, counts.astype(np.float64)))
     views = [domain_model(net, d, model_config) for d in domains]
