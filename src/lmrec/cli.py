@@ -187,6 +187,10 @@ def encode(
     out.print(f"cache: {info['cache']}")
 
 
+SourceOption = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`.")
+TargetOption = typer.Option(..., help="Target dataset (name or name:split).")
+
+
 @app.command("pretrain")
 def pretrain_cmd(
     datasets: str = typer.Option(..., help="Comma-separated source datasets (name or name:split), e.g. "
@@ -212,8 +216,8 @@ def pretrain_cmd(
 
 @app.command("transfer")
 def transfer_cmd(
-    source: Path = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`."),
-    target: str = typer.Option(..., help="Target dataset (name or name:split)."),
+    source: Path = SourceOption,
+    target: str = TargetOption,
     mode: str = typer.Option("adapter", help="zero-shot | adapter | lora | full | scratch."),
     fraction: float = typer.Option(1.0, help="Share of the target's training users to train on (valid/test stay full)."),
     set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set lr=1e-3 --set id_mode=add (repeatable)."),
@@ -231,8 +235,8 @@ def transfer_cmd(
 
 @app.command("transfer-grid")
 def transfer_grid_cmd(
-    source: Path = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`."),
-    target: str = typer.Option(..., help="Target dataset (name or name:split)."),
+    source: Path = SourceOption,
+    target: str = TargetOption,
     modes: str = typer.Option("zero-shot,adapter,lora,full,scratch", help="Comma-separated transfer modes."),
     fractions: str = typer.Option("0.05,0.1,0.25,0.5,1.0", help="Comma-separated shares of the target's training users."),
     references: str = typer.Option("pop,sasrec", help="Reference models trained on the same users ('' for none)."),

@@ -99,7 +99,7 @@ def pretrain(datasets: list[str], params: dict[str, Any] | None = None, out: str
     logger.info("pretraining on %s: %d items, %d windows, %d steps per epoch", ", ".join(datasets), len(counts),
                 len(data), data.steps_per_epoch)
     result = Trainer(c).fit(net, loss, data, validate_all)
-    weights = {k: v for k, v in net.state_dict().items()}
+    weights = dict(net.state_dict())
     best = result.history[result.best_epoch - 1].get("valid", {}) if result.history else {}
     summary = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "steps": result.steps,
                "train_seconds": result.train_seconds, "seconds": time.perf_counter() - started,
