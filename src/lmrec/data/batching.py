@@ -178,16 +178,7 @@ class MultiDomainWindows:
         steps = self.steps_per_epoch
         per_domain = []
         for d, share in zip(self.domains, self.shares):
-            need = steps * share
-            passes = -(-need // len(d))
-            rows = np.concatenate([rng.permutation(len(d)) for _ in range(passes)])[:need]
-            # sort by length inside pools of BUCKET_BATCHES batches (see SequenceWindows.epoch)
-            lengths = d.stops - d.starts
-            pool = share * BUCKET_BATCHES
-            for p in range(0, need, pool):
-                chunk = rows[p:p + pool]
-                rows[p:p + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
-            per_domain.append(rows.reshape(steps, share))
+            per_domain.append(_draw_rows(d, steps * share, share, rng).reshape(steps, share))
         for step in rng.permutation(steps):
             parts = [d._batch(rows[step]) for d, rows in zip(self.domains, per_domain)]
             yield _concat_batches(parts)
@@ -199,17 +190,23 @@ class MultiDomainWindows:
         turns = np.resize(np.arange(len(self.domains)), steps)  # equal batches per domain (+-1)
         per_domain = {}
         for d_no, d in enumerate(self.domains):
-            need = int((turns == d_no).sum()) * self.batch_size
-            passes = -(-need // len(d))
-            rows = np.concatenate([rng.permutation(len(d)) for _ in range(passes)])[:need]
-            lengths = d.stops - d.starts
-            pool = self.batch_size * BUCKET_BATCHES
-            for p in range(0, need, pool):
-                chunk = rows[p:p + pool]
-                rows[p:p + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+            rows = _draw_rows(d, int((turns == d_no).sum()) * self.batch_size, self.batch_size, rng)
             per_domain[d_no] = iter(rows.reshape(-1, self.batch_size))
         for d_no in rng.permutation(turns):
             yield self.domains[d_no]._batch(next(per_domain[d_no]))
+
+
+def _draw_rows(d: SequenceWindows, need: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """``need`` window indices of ``d`` (reshuffled passes when it has fewer), sorted by length inside
+    pools of ``BUCKET_BATCHES`` batches of size ``batch`` (see ``SequenceWindows.epoch``)."""
+    passes = -(-need // len(d))
+    rows = np.concatenate([rng.permutation(len(d)) for _ in range(passes)])[:need]
+    lengths = d.stops - d.starts
+    pool = batch * BUCKET_BATCHES
+    for p in range(0, need, pool):
+        chunk = rows[p:p + pool]
+        rows[p:p + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+    return rows
 
 
 def _concat_batches(parts: Sequence[SequenceBatch]) -> SequenceBatch:
