@@ -2,7 +2,10 @@
 
 Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py twotower [--datasets movielens-100k,amazon-scientific] [--modes frozen,lora,full]
+        [--valid-users 1000] [--no-reference]
     python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
+    python bench/lm_finetune.py rerank [--retrievers ease] [--reranker cross-encoder] [--rerank-k 100]
+        [--rerank-train-rows N]   (the same as `lmrec bench --dataset movielens-1m-collm --rerank ...`)
 Options: --set key=value (every model of the run), --device.
 
 two-tower: TwoTowerLM (MiniLM) per tuning mode vs the frozen-encoder LMContent model, leave-one-out, full
@@ -22,16 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lmrec.cli import parse_options
-from lmrec.ctr import CrossEncoderCTR, FrozenEncoderMLP, IdFM, ctr_examples
+from lmrec.ctr import CTR_MODELS, ctr_examples
 from lmrec.data import PrepareConfig, prepare
 from lmrec.eval import Evaluator
+from lmrec.pipeline import Rerank, leaderboard
 from lmrec.registry import create
 
 RESULTS = Path(__file__).parent / "results" / "lm_finetune.json"
-CTR_MODELS = {"id-fm": IdFM, "frozen-mlp": FrozenEncoderMLP, "cross-encoder": CrossEncoderCTR}
 
 
 def machine() -> str:
@@ -52,8 +56,12 @@ def two_tower(args: argparse.Namespace) -> None:
     records = []
     for dataset in args.datasets.split(","):
         p = prepare(PrepareConfig(dataset=dataset, split="predefined" if dataset == "amazon-scientific" else "loo"))
-        valid, test = Evaluator(p.split, "valid", ks=(10, 20)), Evaluator(p.split, "test", ks=(10, 20))
-        runs = [("lmcontent", "frozen-lmcontent", create("lmcontent"))]
+        test = Evaluator(p.split, "test", ks=(10, 20))
+        valid_users = np.unique(p.split.valid.user)
+        if args.valid_users and args.valid_users < len(valid_users):  # a fixed sample keeps validation cheap
+            valid_users = np.random.default_rng(0).choice(valid_users, args.valid_users, replace=False)
+        valid = Evaluator(p.split, "valid", ks=(10, 20), users=valid_users)
+        runs = [("lmcontent", "frozen-lmcontent", create("lmcontent"))] if args.reference else []
         runs += [("twotower", mode, create("twotower", tuning=mode, device=args.device, **parse_options(args.set)))
                  for mode in args.modes.split(",")]
         for model_name, mode, model in runs:
@@ -65,7 +73,7 @@ def two_tower(args: argparse.Namespace) -> None:
             records.append({"dataset": dataset, "model": model_name, "mode": mode, "train_samples": None,
                             "metrics": {k: round(m[k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
                             "trainable_params": getattr(model, "trainable_params_", 0), "train_seconds": round(seconds, 1),
-                            "epochs": r.epochs_run if r else 0, "device": args.device, "machine": machine(),
+                            "epochs": r.epochs_run if r else 0, "settings": args.set, "device": args.device, "machine": machine(),
                             "date": time.strftime("%Y-%m-%d")})
             print(records[-1])
             merge(records[-1:])
@@ -77,7 +85,7 @@ def ctr(args: argparse.Namespace) -> None:
     for samples in args.samples.split(","):
         n = None if samples == "all" else int(samples)
         for name in args.models.split(","):
-            model = CTR_MODELS[name](device=args.device, valid_rows=2000, **parse_options(args.set))
+            model = CTR_MODELS[name](**{"device": args.device, "valid_rows": 2000, **parse_options(args.set)})
             started = time.perf_counter()
             model.fit(train.sample(n), p.items, valid)
             seconds = time.perf_counter() - started
@@ -85,23 +93,50 @@ def ctr(args: argparse.Namespace) -> None:
             record = {"dataset": "movielens-1m-collm", "model": name, "mode": getattr(model.config, "tuning", "-"),
                       "train_samples": n or len(train), "metrics": {k: round(v, 4) for k, v in m.items()},
                       "trainable_params": model.trainable_params_, "train_seconds": round(seconds, 1),
-                      "steps": model.train_result_.steps if model.train_result_ else 0, "device": args.device,
+                      "steps": model.train_result_.steps if model.train_result_ else 0, "settings": args.set,
+                      "device": args.device,
                       "machine": machine(), "date": time.strftime("%Y-%m-%d")}
             print(record)
             merge([record])
 
 
+def rerank(args: argparse.Namespace) -> None:
+    """`lmrec bench --rerank`: retrievers alone and followed by the CTR reranker on their top k."""
+    sets = {args.reranker: parse_options(args.set)} if args.set else {}
+    run = leaderboard("movielens-1m-collm", args.retrievers.split(","), ks=(10, 20), params=sets,
+                      rerank=Rerank(args.reranker, args.rerank_k, args.rerank_train_rows))
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())["models"]
+    records = []
+    for name, m in metrics.items():
+        reranked = "+" in name
+        records.append({"dataset": "movielens-1m-collm", "model": name, "mode": f"rerank@{args.rerank_k}" if reranked else "retriever",
+                        "train_samples": args.rerank_train_rows if reranked else None,
+                        "metrics": {k: round(m["means"][k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
+                        "rerank_ms_per_user": round(m.get("rerank_ms_per_user", 0.0), 1), "users": m["users"],
+                        "train_seconds": round(m["fit_seconds"], 1), "settings": args.set, "device": args.device,
+                        "machine": machine(), "date": time.strftime("%Y-%m-%d"), "run_dir": str(run.run_dir)})
+        print(records[-1])
+    merge(records)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["twotower", "ctr"])
+    parser.add_argument("task", choices=["twotower", "ctr", "rerank"])
     parser.add_argument("--datasets", default="movielens-100k,amazon-scientific")
     parser.add_argument("--modes", default="frozen,lora,full")
+    parser.add_argument("--valid-users", type=int, default=1000, help="validate on a fixed sample of this many users")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="skip the frozen LMContent reference (already recorded)")
     parser.add_argument("--samples", default="64,256,1024,all")
     parser.add_argument("--models", default="id-fm,frozen-mlp,cross-encoder")
+    parser.add_argument("--retrievers", default="ease", help="rerank: models whose top k is reranked")
+    parser.add_argument("--reranker", default="cross-encoder")
+    parser.add_argument("--rerank-k", type=int, default=100)
+    parser.add_argument("--rerank-train-rows", type=int, default=None)
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    {"twotower": two_tower, "ctr": ctr}[args.task](args)
+    {"twotower": two_tower, "ctr": ctr, "rerank": rerank}[args.task](args)
 
 
 if __name__ == "__main__":

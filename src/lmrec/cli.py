@@ -138,16 +138,24 @@ def bench(
     set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set ease.l2=100 (repeatable)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written."),
     html: bool = typer.Option(False, "--html", help="Also write report.html."),
+    rerank: Optional[str] = typer.Option(None, help="Also evaluate each model with this CTR reranker on its top "
+                                         "--rerank-k (id-fm | frozen-mlp | cross-encoder; needs a labelled dataset "
+                                         "such as movielens-1m-collm). Options: --set cross-encoder.epochs=1."),
+    rerank_k: int = typer.Option(100, help="Candidates per user the reranker reorders."),
+    rerank_train_rows: Optional[int] = typer.Option(None, help="Fit the reranker on a stratified sample of this "
+                                                    "many labelled train rows (default: all)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
-    """Fit baselines on the train part and evaluate them on test (full ranking): a leaderboard."""
+    """Fit baselines on the train part and evaluate them on test (full ranking): a leaderboard; with
+    --rerank, also each model followed by a reranker (two-stage), with the added latency per user."""
     config = validate(PrepareConfig, {"dataset": dataset, "split": split})
     try:
         cutoffs = tuple(int(k) for k in ks.split(","))
     except ValueError:
         raise ConfigError(f"--ks must be comma-separated integers, got {ks!r}") from None
     run = pipeline.leaderboard(config, [m.strip() for m in models.split(",") if m.strip()], cutoffs,
-                               parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html)
+                               parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html,
+                               rerank=pipeline.Rerank(rerank, rerank_k, rerank_train_rows) if rerank else None)
     _print_leaderboard(run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lmrec.artifacts import new_run_dir, write_config
+from lmrec.ctr import CTRModel, Reranked, create_ctr, ctr_examples
 from lmrec.data import PrepareConfig, Prepared, get_spec, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
 from lmrec.data.stats import interaction_stats
@@ -66,6 +67,17 @@ DEMO_QUERY = "sci-fi about time travel, not horror"
 
 
 @dataclass
+class Rerank:
+    """Two-stage evaluation: a CTR model (``lmrec.ctr``), fitted once on the split's labelled train rows
+    (validated on its valid rows), reorders the top ``k`` of every leaderboard model; each pipeline is
+    a row of its own, named ``MODEL+RERANKER@k``. Needs a labelled, timed dataset (e.g. movielens-1m-collm)."""
+
+    model: str = "cross-encoder"
+    k: int = 100
+    train_rows: int | None = None  # a stratified sample of the labelled train rows (None = all)
+
+
+@dataclass
 class LeaderboardRun:
     """What ``leaderboard`` produced: the table, per-model results, and the run folder holding it all."""
 
@@ -79,18 +91,23 @@ class LeaderboardRun:
 def leaderboard(
     config: PrepareConfig | str, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, ks: tuple[int, ...] = (10, 20),
     params: dict[str, dict[str, Any]] | None = None, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
-    html_report: bool = False,
+    html_report: bool = False, rerank: Rerank | None = None,
 ) -> LeaderboardRun:
     """Fit each model on the split's train part, evaluate on test (full ranking), and write the run folder:
     ``config.yaml``, ``metrics.json``, ``per_user.parquet``, ``leaderboard.md``, PNG plots (and
-    ``report.html`` if asked). ``params`` maps a model name to its config overrides."""
+    ``report.html`` if asked). ``params`` maps a model name to its config overrides. With ``rerank``, each
+    model is also evaluated with a CTR reranker on its top k (see ``Rerank``)."""
     params = params or {}
-    unknown = set(params) - set(models)
+    unknown = set(params) - set(models) - ({rerank.model} if rerank else set())
     if unknown:
         raise ConfigError(f"--set names model(s) not in --models: {', '.join(sorted(unknown))}")
     prepared = prepare(config, data_dir=data_dir)
     evaluator = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items))
     built = [(name, create(name, **params.get(name, {}))) for name in models]  # config errors before any work
+    reranker = create_ctr(rerank.model, **params.get(rerank.model, {})) if rerank else None
+    if rerank and prepared.split.train.label is None:
+        raise ConfigError(f"--rerank trains a CTR model on like / dislike labels, and {prepared.name} has no labels; "
+                          "use a labelled dataset such as movielens-1m-collm")
     # models trained for epochs stop early on the valid part (never on test)
     validation = (Evaluator(prepared.split, "valid", ks=tuple(sorted({*ks, 10})))  # 10: the default monitor
                   if any(m.uses_validation for _, m in built) else None)
@@ -101,6 +118,8 @@ def leaderboard(
         timings[name] = {"fit_s": time.perf_counter() - started}
         logger.info("fitted %s in %.2fs", name, timings[name]["fit_s"])
         results.append(evaluator.evaluate(model, name=name))
+    if rerank is not None and reranker is not None:
+        results += _reranked(prepared, evaluator, built, reranker, rerank, timings)
     table = leaderboard_frame(results, timings)
     best = max(results, key=lambda r: r.means()[f"ndcg@{min(ks)}"])
     significance = [compare(best, r, f"ndcg@{min(ks)}") | {"a": best.model, "b": r.model}
@@ -108,10 +127,13 @@ def leaderboard(
 
     run_dir = new_run_dir(runs_dir, f"{prepared.name}-{prepared.config.split}")
     write_config(run_dir, {"dataset": prepared.config.model_dump(), "models": {n: m.config.model_dump() for n, m in built},
+                           "rerank": ({**asdict(rerank), "config": reranker.config.model_dump()}
+                                      if rerank and reranker else None),
                            "ks": list(ks), "evaluation": {"part": "test", "mode": "full ranking, history masked"},
                            "prepared": str(prepared.path)})
     metrics = {r.model: {"means": r.means(), "ci95": r.ci95(), "aggregate": r.aggregate,
-                         "fit_seconds": timings[r.model]["fit_s"], "eval_seconds": r.seconds, "users": len(r.users)}
+                         "fit_seconds": timings[r.model]["fit_s"], "eval_seconds": r.seconds, "users": len(r.users),
+                         **{k: v for k, v in timings[r.model].items() if k == "rerank_ms_per_user"}}
                for r in results}
     (run_dir / "metrics.json").write_text(json.dumps({"models": metrics, "significance": significance}, indent=2))
     per_user_frame(results).to_parquet(run_dir / "per_user.parquet", index=False)
@@ -128,6 +150,23 @@ def leaderboard(
         sections = [("Leaderboard", to_markdown(table))] + ([("Paired tests across users", to_markdown(sig))] if len(sig) else [])
         report = write_html(run_dir / "report.html", f"lmrec leaderboard: {title}", sections, images)
     return LeaderboardRun(run_dir, table, results, significance, report)
+
+
+def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, Any]], reranker: CTRModel,
+              rerank: Rerank, timings: dict[str, dict[str, float]]) -> list[EvalResult]:
+    """Fit the reranker once, then evaluate every fitted model with it on top (see ``Rerank``)."""
+    train = ctr_examples(prepared.split, "train").sample(rerank.train_rows)
+    started = time.perf_counter()
+    reranker.fit(train, prepared.items, ctr_examples(prepared.split, "valid"))
+    fit_s = time.perf_counter() - started
+    logger.info("fitted reranker %s on %d rows in %.2fs", rerank.model, len(train), fit_s)
+    results = []
+    for name, model in built:
+        pipeline = Reranked(model, reranker, rerank.k)
+        results.append(evaluator.evaluate(pipeline, name=pipeline.name))
+        # fit: retriever + reranker; the reranking cost per user is what the second stage adds at serving time
+        timings[pipeline.name] = {"fit_s": timings[name]["fit_s"] + fit_s, "rerank_ms_per_user": 1000 * pipeline.seconds_per_user}
+    return results
 
 
 @dataclass

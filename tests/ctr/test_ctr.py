@@ -144,3 +144,50 @@ def test_reranking_reorders_the_retrievers_top_k_by_the_ctr_model():
     test = Evaluator(split, "test", ks=(5,))
     assert test.evaluate(reranked).means()["ndcg@5"] > test.evaluate(pop).means()["ndcg@5"] + 0.05
     assert reranked.seconds_per_user > 0
+
+
+def write_colour_collm(folder, n_users=40, per_user=40):
+    """The colour data in the CoLLM Parquet layout, so `lmrec bench` reads it as movielens-1m-collm."""
+    import pandas as pd
+
+    split, items = colour_ctr(n_users, per_user)
+    folder.mkdir(parents=True)
+    titles = items["title"]
+    for part, file in (("train", "train_ood2"), ("valid", "valid_ood2"), ("test", "test_ood2")):
+        x = getattr(split, part)
+        pd.DataFrame({"uid": x.user + 1, "iid": x.item + 1, "label": x.label, "timestamp": x.time,
+                      "title": [titles[i] for i in x.item], "his": [[0]] * len(x), "his_title": [[""]] * len(x)}
+                     ).to_parquet(folder / f"{file}.parquet", index=False)
+
+
+def test_cli_bench_reranks_every_model_and_reports_latency(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+
+    write_colour_collm(tmp_path / "data" / "movielens-1m-collm")
+    r = CliRunner().invoke(app, ["bench", "--dataset", "movielens-1m-collm", "--data-dir", str(tmp_path / "data"),
+                                 "--models", "pop", "--ks", "5", "--rerank", "id-fm", "--rerank-k", "12",
+                                 "--set", "id-fm.epochs=60", "--set", "id-fm.batch_size=64", "--set", "id-fm.patience=10",
+                                 "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 0, r.output
+    run = next((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())["models"]
+    assert set(metrics) == {"pop", "pop+id-fm@12"}
+    # the reranker knows each user's colour; popularity does not
+    assert metrics["pop+id-fm@12"]["means"]["ndcg@5"] > metrics["pop"]["means"]["ndcg@5"] + 0.05
+    assert metrics["pop+id-fm@12"]["rerank_ms_per_user"] > 0 and "rerank_ms_per_user" not in metrics["pop"]
+    assert "rerank_ms/user" in (run / "leaderboard.md").read_text()
+
+
+def test_bench_rerank_needs_a_labelled_dataset(tmp_path):
+    from lmrec.pipeline import Rerank, leaderboard
+    from tests.data import fixtures
+
+    fixtures.write_ml100k(tmp_path / "movielens-100k")
+    with pytest.raises(ConfigError, match="no labels"):
+        leaderboard("movielens-100k", ["pop"], rerank=Rerank("id-fm"), data_dir=tmp_path, runs_dir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="unknown CTR model 'gbdt'"):
+        leaderboard("movielens-100k", ["pop"], rerank=Rerank("gbdt"), data_dir=tmp_path, runs_dir=tmp_path / "runs")

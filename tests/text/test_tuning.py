@@ -110,3 +110,32 @@ def test_two_tower_learns_a_planted_text_pattern(tiny_bert, tmp_path):
     loaded = Recommender.load(tuned.save(tmp_path / "m"))
     q = test.queries
     np.testing.assert_allclose(loaded.score(q), tuned.score(q), atol=1e-5)
+    # a free-text query goes through the same query tower: the rendered history text scores identically
+    from lmrec.models.two_tower import query_text
+
+    text = query_text(np.asarray(q.sequences[0]), tuned.query_titles_, tuned.config.query_items)
+    np.testing.assert_allclose(tuned.score_texts([text])[0], tuned.score(q)[0], atol=1e-5)
+
+
+def test_in_batch_loss_with_logq_correction_by_hand():
+    from types import SimpleNamespace
+
+    from lmrec.models.two_tower import InBatchInfoNCE, PairBatch
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    i = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # targets (items 4, 7), then a hard negative (item 7)
+    net = SimpleNamespace(query_tower=lambda ids, mask: q, item_tower=lambda ids, mask: i,
+                          log_scale=torch.tensor(np.log(2.0)))
+    batch = PairBatch(*(torch.zeros(1),) * 4, items=torch.tensor([4, 7, 7]), n_targets=2)
+    log_q = torch.zeros(9)
+    log_q[4], log_q[7] = np.log(0.5), np.log(0.1)
+    loss = InBatchInfoNCE(log_q)(net, batch)
+    # row 0: columns (items 4, 7, 7) logits 2*(1, .6, 0) - log q; row 1: 2*(0, .8, 1) - log q, and its
+    # third column holds its own target item 7 again, so it is masked out
+    row0 = torch.tensor([2.0, 1.2, 0.0]) - torch.log(torch.tensor([0.5, 0.1, 0.1]))
+    row1 = torch.tensor([0.0, 1.6]) - torch.log(torch.tensor([0.5, 0.1]))
+    expected = (-(row0.log_softmax(0)[0]) - row1.log_softmax(0)[1]) / 2
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    plain = InBatchInfoNCE()(net, batch)
+    assert plain.item() == pytest.approx(((-torch.tensor([2.0, 1.2, 0.0]).log_softmax(0)[0])
+                                          - torch.tensor([0.0, 1.6]).log_softmax(0)[1]).item() / 2, abs=1e-6)

@@ -10,6 +10,8 @@ with BCE; BERT-family or decoder-only backbones, full / LoRA / top-k / frozen tu
 
 from lmrec.ctr.data import CTRExamples, ctr_examples
 from lmrec.ctr.metrics import auc, log_loss
-from lmrec.ctr.models import CrossEncoderCTR, FrozenEncoderMLP, IdFM
+from lmrec.ctr.models import CTR_MODELS, CrossEncoderCTR, CTRModel, FrozenEncoderMLP, IdFM, create_ctr
+from lmrec.ctr.rerank import Reranked
 
-__all__ = ["CTRExamples", "CrossEncoderCTR", "FrozenEncoderMLP", "IdFM", "auc", "ctr_examples", "log_loss"]
+__all__ = ["CTRExamples", "CTRModel", "CTR_MODELS", "CrossEncoderCTR", "FrozenEncoderMLP", "IdFM", "Reranked", "auc", "create_ctr",
+           "ctr_examples", "log_loss"]

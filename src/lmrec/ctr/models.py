@@ -278,3 +278,13 @@ class CrossEncoderCTR(CTRModel):
         enc = self.encoder_.tokenizer(first, second, truncation="only_first", max_length=self.config.max_length,
                                       padding=True, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+CTR_MODELS: dict[str, type[CTRModel]] = {m.name: m for m in (IdFM, FrozenEncoderMLP, CrossEncoderCTR)}
+
+
+def create_ctr(name: str, **params: Any) -> CTRModel:
+    """A CTR model by name (``id-fm``, ``frozen-mlp``, ``cross-encoder``) with config overrides."""
+    if name not in CTR_MODELS:
+        raise ConfigError(f"unknown CTR model {name!r}; choose one of {', '.join(CTR_MODELS)}")
+    return CTR_MODELS[name](**params)

@@ -40,6 +40,8 @@ def leaderboard_frame(results: list[EvalResult], timings: dict[str, dict[str, fl
         row.update({k: v for k, v in s.items() if k.startswith("coverage@")})
         row["fit_s"] = timings.get(r.model, {}).get("fit_s", float("nan"))
         row["eval_s"] = r.seconds
+        if any("rerank_ms_per_user" in t for t in timings.values()):  # two-stage rows: the added latency
+            row["rerank_ms/user"] = timings.get(r.model, {}).get("rerank_ms_per_user", float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -53,6 +53,8 @@ class TwoTowerConfig(TrainConfig):
     hard_negatives: int = Field(0, ge=0, description="text-similar negatives added per example (0 = in-batch only)")
     temperature: float = Field(0.05, gt=0)
     learn_temperature: bool = False
+    logq_correction: bool = Field(True, description="subtract log(item frequency as a training target) from the "
+                                  "in-batch logits, so popular items are not pushed down for being frequent negatives")
 
 
 @dataclass
@@ -87,6 +89,13 @@ class PairSource:
     @property
     def steps_per_epoch(self) -> int:
         return -(-len(self.users) * self.c.samples_per_user // self.c.batch_size)
+
+    def target_log_q(self, n_items: int) -> torch.Tensor:
+        """log of each item's share of the possible targets (every position after a user's first);
+        items never a target get half a count so the log stays finite (they appear only as hard negatives)."""
+        counts = np.bincount(np.concatenate([self.seqs[u][1:] for u in self.users]), minlength=n_items).astype(np.float64)
+        counts[counts == 0] = 0.5
+        return torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
 
     def epoch(self, epoch: int) -> Iterator[PairBatch]:
         c = self.c
@@ -136,12 +145,21 @@ class TwoTowerNet(nn.Module):
 
 class InBatchInfoNCE:
     """Each query's own item against every other item row of the batch; rows holding the same item as
-    the query's target are not counted as negatives (duplicates in a batch are common for popular items)."""
+    the query's target are not counted as negatives (duplicates in a batch are common for popular items).
+
+    In-batch negatives are drawn in proportion to popularity, so the plain loss learns to push popular
+    items down (on MovieLens this ranks below Popularity). With ``log_q`` (log of each item's share of the
+    training targets) the logQ correction of Yi et al. (RecSys 2019) subtracts it from every column."""
+
+    def __init__(self, log_q: torch.Tensor | None = None):
+        self.log_q = log_q
 
     def __call__(self, net: TwoTowerNet, batch: PairBatch) -> torch.Tensor:
         q = net.query_tower(batch.query_ids, batch.query_mask)
         i = net.item_tower(batch.item_ids, batch.item_mask)
         logits = (q @ i.T) * net.log_scale.exp()
+        if self.log_q is not None:
+            logits = logits - self.log_q.to(logits.device)[batch.items][None, :]
         n = batch.n_targets
         same = batch.items[None, :] == batch.items[:n, None]
         same[torch.arange(n), torch.arange(n)] = False
@@ -185,7 +203,8 @@ class TwoTowerLM(Recommender):
                 self.item_vectors_ = None  # the towers changed: re-encode the items
                 return validation.evaluate(self, name=f"{self.name} (valid)").means()
 
-            self.train_result_ = Trainer(c).fit(net, InBatchInfoNCE(), data, validate if validation is not None else None)
+            loss = InBatchInfoNCE(data.target_log_q(len(self.item_texts_)) if c.logq_correction else None)
+            self.train_result_ = Trainer(c).fit(net, loss, data, validate if validation is not None else None)
         for tower in net.towers():
             tower.merge()
         net.eval()
@@ -207,8 +226,14 @@ class TwoTowerLM(Recommender):
 
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
+        return self.score_texts([query_text(np.asarray(s), self.query_titles_, self.config.query_items)
+                                 for s in queries.sequences])
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        """Scores of every item for free-text queries (e.g. "sci-fi about time travel"), through the
+        fine-tuned query tower: ``[len(texts), n_items]``."""
+        self._check_fitted()
         assert self.net_ is not None
-        texts = [query_text(np.asarray(s), self.query_titles_, self.config.query_items) for s in queries.sequences]
         q = self.net_.query_tower.encode(texts, max_length=self.config.query_max_length)
         return (q @ self._item_vectors().T).astype(np.float32)
 
