@@ -6,6 +6,7 @@ Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
     python bench/lm_finetune.py rerank [--retrievers ease] [--reranker cross-encoder] [--rerank-k 100]
         [--rerank-train-rows N]   (the same as `lmrec bench --dataset movielens-1m-collm --rerank ...`)
+    python bench/lm_finetune.py table   (markdown tables of the results file)
 Options: --set key=value (every model of the run), --device.
 
 two-tower: TwoTowerLM (MiniLM) per tuning mode vs the frozen-encoder LMContent model, leave-one-out, full
@@ -119,9 +120,36 @@ def rerank(args: argparse.Namespace) -> None:
     merge(records)
 
 
+def table(args: argparse.Namespace) -> None:
+    """Markdown tables of bench/results/lm_finetune.json (what docs/benchmarks.md shows)."""
+    records = json.loads(RESULTS.read_text())
+    print("| dataset | model | mode | recall@10 | ndcg@10 | ndcg@20 | trainable params | epochs | train s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in records:
+        if r["dataset"] != "movielens-1m-collm":
+            m = r["metrics"]
+            print(f"| {r['dataset']} | {r['model']} | {r['mode']} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | "
+                  f"{m['ndcg@20']:.4f} | {r['trainable_params']:,} | {r['epochs']} | {r['train_seconds']:.0f} |")
+    ctr_rows = [r for r in records if r["dataset"] == "movielens-1m-collm" and "auc" in r["metrics"]]
+    sizes = sorted({r["train_samples"] for r in ctr_rows})
+    print("\n| model | " + " | ".join(f"{n:,} rows" for n in sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    for model in dict.fromkeys(r["model"] for r in ctr_rows):
+        cells = {r["train_samples"]: r for r in ctr_rows if r["model"] == model}
+        print(f"| {model} | " + " | ".join(f"{cells[n]['metrics']['auc']:.4f} ({cells[n]['train_seconds']:.0f} s)"
+                                           if n in cells else "not run" for n in sizes) + " |")
+    print("\n| pipeline | recall@10 | ndcg@10 | ndcg@20 | rerank ms / user | users |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in records:
+        if r["dataset"] == "movielens-1m-collm" and "ndcg@10" in r["metrics"]:
+            m = r["metrics"]
+            print(f"| {r['model']} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['ndcg@20']:.4f} | "
+                  f"{r['rerank_ms_per_user']:.1f} | {r['users']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["twotower", "ctr", "rerank"])
+    parser.add_argument("task", choices=["twotower", "ctr", "rerank", "table"])
     parser.add_argument("--datasets", default="movielens-100k,amazon-scientific")
     parser.add_argument("--modes", default="frozen,lora,full")
     parser.add_argument("--valid-users", type=int, default=1000, help="validate on a fixed sample of this many users")
@@ -136,7 +164,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    {"twotower": two_tower, "ctr": ctr, "rerank": rerank}[args.task](args)
+    {"twotower": two_tower, "ctr": ctr, "rerank": rerank, "table": table}[args.task](args)
 
 
 if __name__ == "__main__":
