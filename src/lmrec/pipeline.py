@@ -162,10 +162,11 @@ def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, A
     logger.info("fitted reranker %s on %d rows in %.2fs", rerank.model, len(train), fit_s)
     results = []
     for name, model in built:
-        pipeline = Reranked(model, reranker, rerank.k)
-        results.append(evaluator.evaluate(pipeline, name=pipeline.name))
+        two_stage = Reranked(model, reranker, rerank.k)
+        results.append(evaluator.evaluate(two_stage, name=two_stage.name))
         # fit: retriever + reranker; the reranking cost per user is what the second stage adds at serving time
-        timings[pipeline.name] = {"fit_s": timings[name]["fit_s"] + fit_s, "rerank_ms_per_user": 1000 * pipeline.seconds_per_user}
+        timings[two_stage.name] = {"fit_s": timings[name]["fit_s"] + fit_s,
+                                   "rerank_ms_per_user": 1000 * two_stage.seconds_per_user}
     return results
 
 

@@ -13,5 +13,5 @@ from lmrec.ctr.metrics import auc, log_loss
 from lmrec.ctr.models import CTR_MODELS, CrossEncoderCTR, CTRModel, FrozenEncoderMLP, IdFM, create_ctr
 from lmrec.ctr.rerank import Reranked
 
-__all__ = ["CTRExamples", "CTRModel", "CTR_MODELS", "CrossEncoderCTR", "FrozenEncoderMLP", "IdFM", "Reranked", "auc", "create_ctr",
-           "ctr_examples", "log_loss"]
+__all__ = ["CTRExamples", "CTRModel", "CTR_MODELS", "CrossEncoderCTR", "FrozenEncoderMLP", "IdFM", "Reranked", "auc",
+           "create_ctr", "ctr_examples", "log_loss"]
