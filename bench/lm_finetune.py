@@ -7,7 +7,7 @@ Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py rerank [--retrievers ease] [--reranker cross-encoder] [--rerank-k 100]
         [--rerank-train-rows N]   (the same as `lmrec bench --dataset movielens-1m-collm --rerank ...`)
     python bench/lm_finetune.py table   (markdown tables of the results file)
-Options: --set key=value (every model of the run), --device.
+Options: --set key=value (twotower / ctr: every model of the run; rerank: the reranker), --device.
 
 two-tower: TwoTowerLM (MiniLM) per tuning mode vs the frozen-encoder LMContent model, leave-one-out, full
 ranking, early stopping on valid. ctr: movielens-1m-collm time split, test AUC / log-loss per training
