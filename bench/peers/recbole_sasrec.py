@@ -13,7 +13,14 @@ pass (2,412 windows, batch 128). Each side keeps its own defaults for dropout (R
 The split is exported as one RecBole atomic file whose timestamps are each user's event order, so
 RecBole's leave-one-out ('LS': valid_and_test, time order) reproduces lmrec's split exactly (the record
 carries RecBole's test-user count to compare with lmrec's 943). ``--recbole-epochs`` caps RecBole's epochs when a full run does not
-fit in the time available (the record then says so). Results: bench/results/seqrec_peer.json.
+fit in the time available (the record then says so).
+
+Time to RecBole's quality: RecBole runs first; lmrec's side then also records when its validation NDCG@10
+first reaches RecBole's best (``to_target``: seconds, epoch, and the test metrics of the weights at that
+point, measured after training so the timed run is not slowed). The target comes from a RecBole run to
+convergence on the same device, else on another device (an epoch-capped CPU run has not converged;
+``target_from`` says which). Both sides' validation curves (seconds since start, NDCG@10) are kept.
+Results: bench/results/seqrec_peer.json.
 """
 
 from __future__ import annotations
@@ -50,23 +57,58 @@ def export_sequences() -> Path:
     return WORK / "data"
 
 
-def run_lmrec(device: str) -> dict:
+class FirstToTarget:
+    """The validation Evaluator, plus: the first evaluation whose NDCG@10 reaches ``target`` (RecBole's best
+    validation NDCG@10) is remembered with its wall time since ``started`` and a copy of the weights, so
+    the test metrics at that point can be measured after training without adding to the timed run."""
+
+    def __init__(self, evaluator, target: float | None, started: float):
+        self.evaluator, self.target, self.started = evaluator, target, started
+        self.seconds: float | None = None
+        self.evaluations = 0
+        self.epoch_reached: int | None = None  # with eval_every 1, evaluations count epochs
+        self.weights: dict | None = None
+
+    def evaluate(self, model, name: str | None = None):
+        result = self.evaluator.evaluate(model, name=name)
+        self.evaluations += 1
+        if self.target is not None and self.seconds is None and result.means()["ndcg@10"] >= self.target:
+            self.seconds = time.perf_counter() - self.started
+            self.epoch_reached = self.evaluations
+            self.weights = {k: v.detach().clone() for k, v in model.net_.state_dict().items()}
+        return result
+
+
+def run_lmrec(device: str, target: float | None) -> dict:
     from lmrec.data import PrepareConfig, prepare
     from lmrec.eval import Evaluator
     from lmrec.registry import create
 
     p = prepare(PrepareConfig(dataset="movielens-100k", split="loo"))
     model = create("sasrec", **COMMON, device=device)
+    test = Evaluator(p.split, "test", ks=(10,))
     started = time.perf_counter()
-    model.fit(p.split.train, validation=Evaluator(p.split, "valid", ks=(10,)))
+    validation = FirstToTarget(Evaluator(p.split, "valid", ks=(10,)), target, started)
+    model.fit(p.split.train, validation=validation)
     wall = time.perf_counter() - started
     r = model.train_result_
-    m = Evaluator(p.split, "test", ks=(10,)).evaluate(model).means()
-    return {"side": "lmrec", "device": device, "seconds_per_epoch": round(r.seconds_per_epoch, 2),
-            "epochs": r.epochs_run, "best_epoch": r.best_epoch, "seconds_to_best": round(r.seconds_to_best, 1),
-            "wall_seconds": round(wall, 1), "valid_ndcg@10": round(r.best_metric, 4),
-            "ndcg@10": round(m["ndcg@10"], 4), "recall@10": round(m["recall@10"], 4),
-            "config": {k: v for k, v in model.config.model_dump().items() if k not in ("loggers",)}}
+    m = test.evaluate(model).means()
+    rec = {"side": "lmrec", "device": device, "seconds_per_epoch": round(r.seconds_per_epoch, 2),
+           "epochs": r.epochs_run, "best_epoch": r.best_epoch, "seconds_to_best": round(r.seconds_to_best, 1),
+           "wall_seconds": round(wall, 1), "valid_ndcg@10": round(r.best_metric, 4),
+           "ndcg@10": round(m["ndcg@10"], 4), "recall@10": round(m["recall@10"], 4),
+           "valid_curve": [[round(h["seconds"], 1), round(h["valid"]["ndcg@10"], 4)] for h in r.history if "valid" in h],
+           "config": {k: v for k, v in model.config.model_dump().items() if k not in ("loggers",)}}
+    if target is not None:
+        rec["target_valid_ndcg@10"] = target
+        if validation.weights is not None:
+            model.net_.load_state_dict(validation.weights)
+            at = test.evaluate(model).means()
+            rec["to_target"] = {"seconds": round(validation.seconds, 1), "epoch": validation.epoch_reached,
+                                "ndcg@10": round(at["ndcg@10"], 4), "recall@10": round(at["recall@10"], 4)}
+        else:
+            rec["to_target"] = None  # never reached RecBole's validation NDCG@10
+    return rec
 
 
 def run_recbole(python: Path, data_path: Path, device: str, epochs: int) -> dict:
@@ -78,8 +120,8 @@ def run_recbole(python: Path, data_path: Path, device: str, epochs: int) -> dict
 def subprocess_run(cmd: list[str], env: dict[str, str]) -> str:
     import subprocess
 
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    sys.stderr.write(proc.stderr[-3000:])
+    # stderr passes through: RecBole's side reports each epoch as it ends
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if proc.returncode:
         raise SystemExit(f"RecBole side failed (exit {proc.returncode})")
     return proc.stdout
@@ -130,6 +172,8 @@ def recbole_side(data_path: str, device: str, epochs: int) -> None:
     def timed_valid(*a, **k):
         out = valid_epoch(*a, **k)
         evals.append((time.perf_counter() - started, float(out[0])))
+        print(f"recbole epoch {len(evals)}: {epoch_times[-1]:.1f} s training, valid NDCG@10 {evals[-1][1]:.4f}, "
+              f"{evals[-1][0]:.0f} s since start", file=sys.stderr, flush=True)
         return out
 
     trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
@@ -143,12 +187,25 @@ def recbole_side(data_path: str, device: str, epochs: int) -> None:
         "wall_seconds": round(wall, 1), "valid_ndcg@10": round(evals[best][1], 4),
         "ndcg@10": round(float(result["ndcg@10"]), 4), "recall@10": round(float(result["recall@10"]), 4),
         "epoch_cap": epochs, "stopped_early": len(epoch_times) < epochs,
+        "valid_curve": [[round(t, 1), round(v, 4)] for t, v in evals],  # (seconds since start, valid NDCG@10)
         "train_examples": len(train._dataset), "test_users": len(test._dataset),
         "config": {k: cfg[k] for k in ("MAX_ITEM_LIST_LENGTH", "loss_type", "learning_rate", "train_batch_size",
                                        "stopping_step")} | {"hidden_size": config["hidden_size"],
                                                             "n_layers": config["n_layers"],
                                                             "hidden_dropout_prob": config["hidden_dropout_prob"]},
     }))
+
+
+def recbole_target(records: list[dict], device: str) -> dict | None:
+    """The RecBole record whose best validation NDCG@10 lmrec's side must reach: a run to convergence
+    (stopped early) on the same device if there is one, else one on another device (same config and
+    seed; an epoch-capped CPU run has not reached RecBole's final quality yet)."""
+    recbole = [r for r in records if r["side"] == "recbole"]
+    for wanted in ([r for r in recbole if r["device"] == device and r.get("stopped_early")],
+                   [r for r in recbole if r.get("stopped_early")]):
+        if wanted:
+            return wanted[0]
+    return None
 
 
 def main() -> None:
@@ -166,15 +223,20 @@ def main() -> None:
         return
     if not os.environ.get("LMREC_DATA"):
         raise SystemExit("set LMREC_DATA to the data home (e.g. ../shared/data)")
+    old = json.loads(OUT.read_text()) if OUT.is_file() else []
     records = []
-    if not args.skip_lmrec:
-        rec = run_lmrec(args.device)
-        print(json.dumps(rec), flush=True)
-        records.append(rec)
+    # RecBole first: its best validation NDCG@10 is the target whose first crossing lmrec's side times
     if not args.skip_recbole:
         data_path = export_sequences()
         python = args.recbole_python or ensure_venv()
         rec = run_recbole(python, data_path, args.device, args.recbole_epochs)
+        print(json.dumps(rec), flush=True)
+        records.append(rec)
+    if not args.skip_lmrec:
+        target = recbole_target(records + old, args.device)
+        rec = run_lmrec(args.device, target["valid_ndcg@10"] if target else None)
+        if target:
+            rec["target_from"] = {k: target[k] for k in ("device", "epochs", "stopped_early")}
         print(json.dumps(rec), flush=True)
         records.append(rec)
     where = machine()
@@ -185,7 +247,6 @@ def main() -> None:
     for rec in records:
         rec.update({"dataset": "movielens-100k", "split": "loo", "model": "sasrec", "machine": where,
                     "date": time.strftime("%Y-%m-%d")})
-    old = json.loads(OUT.read_text()) if OUT.is_file() else []
     keys = {(r["side"], r["device"]) for r in records}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps([r for r in old if (r["side"], r["device"]) not in keys] + records, indent=2) + "\n")

@@ -144,10 +144,14 @@ def bench(
     rerank_k: int = typer.Option(100, help="Candidates per user the reranker reorders."),
     rerank_train_rows: Optional[int] = typer.Option(None, help="Fit the reranker on a stratified sample of this "
                                                     "many labelled train rows (default: all)."),
+    rerank_weight: Optional[float] = typer.Option(
+        None, min=0.0, max=1.0, help="Reranker's share of the fused rank of the candidates: 1 = the reranker's "
+        "order alone, 0 = the retriever's (default: chosen per model on the valid users, grid 0, 0.1, ..., 1)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Fit baselines on the train part and evaluate them on test (full ranking): a leaderboard; with
-    --rerank, also each model followed by a reranker (two-stage), with the added latency per user."""
+    --rerank, also each model followed by a reranker (two-stage), with the added latency per user and
+    the rank-fusion weight used."""
     config = validate(PrepareConfig, {"dataset": dataset, "split": split})
     try:
         cutoffs = tuple(int(k) for k in ks.split(","))
@@ -155,7 +159,8 @@ def bench(
         raise ConfigError(f"--ks must be comma-separated integers, got {ks!r}") from None
     run = pipeline.leaderboard(config, [m.strip() for m in models.split(",") if m.strip()], cutoffs,
                                parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html,
-                               rerank=pipeline.Rerank(rerank, rerank_k, rerank_train_rows) if rerank else None)
+                               rerank=(pipeline.Rerank(rerank, rerank_k, rerank_train_rows, rerank_weight)
+                                       if rerank else None))
     _print_leaderboard(run)
 
 

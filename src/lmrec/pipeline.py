@@ -70,11 +70,14 @@ DEMO_QUERY = "sci-fi about time travel, not horror"
 class Rerank:
     """Two-stage evaluation: a CTR model (``lmrec.ctr``), fitted once on the split's labelled train rows
     (validated on its valid rows), reorders the top ``k`` of every leaderboard model; each pipeline is
-    a row of its own, named ``MODEL+RERANKER@k``. Needs a labelled, timed dataset (e.g. movielens-1m-collm)."""
+    a row of its own, named ``MODEL+RERANKER@k``. Needs a labelled, timed dataset (e.g. movielens-1m-collm).
+    The candidates' order fuses the reranker's and the retriever's ranks (``lmrec.ctr.rerank``): ``weight``
+    1 is the reranker's order alone, 0 the retriever's; None picks it per pipeline on the valid users."""
 
     model: str = "cross-encoder"
     k: int = 100
     train_rows: int | None = None  # a stratified sample of the labelled train rows (None = all)
+    weight: float | None = None  # reranker's share of the fused rank; None = chosen on validation
 
 
 @dataclass
@@ -133,7 +136,7 @@ def leaderboard(
                            "prepared": str(prepared.path)})
     metrics = {r.model: {"means": r.means(), "ci95": r.ci95(), "aggregate": r.aggregate,
                          "fit_seconds": timings[r.model]["fit_s"], "eval_seconds": r.seconds, "users": len(r.users),
-                         **{k: v for k, v in timings[r.model].items() if k == "rerank_ms_per_user"}}
+                         **{k: v for k, v in timings[r.model].items() if k.startswith("rerank_") or k == "weight_choice_s"}}
                for r in results}
     (run_dir / "metrics.json").write_text(json.dumps({"models": metrics, "significance": significance}, indent=2))
     per_user_frame(results).to_parquet(run_dir / "per_user.parquet", index=False)
@@ -160,13 +163,22 @@ def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, A
     reranker.fit(train, prepared.items, ctr_examples(prepared.split, "valid"))
     fit_s = time.perf_counter() - started
     logger.info("fitted reranker %s on %d rows in %.2fs", rerank.model, len(train), fit_s)
+    valid = Evaluator(prepared.split, "valid", ks=(10,))
     results = []
     for name, model in built:
-        two_stage = Reranked(model, reranker, rerank.k)
+        two_stage = Reranked(model, reranker, rerank.k, weight=1.0 if rerank.weight is None else rerank.weight)
+        chosen = {}
+        if rerank.weight is None:
+            started = time.perf_counter()
+            curve = two_stage.fit_weight(valid)
+            chosen = {"rerank_valid_ndcg@10": curve, "weight_choice_s": time.perf_counter() - started}
+            logger.info("%s: fused-rank weight %.1f chosen on valid (NDCG@10 %s)", two_stage.name, two_stage.weight,
+                        ", ".join(f"{w}: {v:.4f}" for w, v in curve.items()))
         results.append(evaluator.evaluate(two_stage, name=two_stage.name))
         # fit: retriever + reranker; the reranking cost per user is what the second stage adds at serving time
         timings[two_stage.name] = {"fit_s": timings[name]["fit_s"] + fit_s,
-                                   "rerank_ms_per_user": 1000 * two_stage.seconds_per_user}
+                                   "rerank_ms_per_user": 1000 * two_stage.seconds_per_user,
+                                   "rerank_weight": two_stage.weight, **chosen}
     return results
 
 

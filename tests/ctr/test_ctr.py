@@ -146,6 +146,86 @@ def test_reranking_reorders_the_retrievers_top_k_by_the_ctr_model():
     assert reranked.seconds_per_user > 0
 
 
+class _FixedScores:
+    """A stand-in retriever / reranker with fixed per-item scores (what the fusion test needs)."""
+
+    name = "fixed"
+
+    def __init__(self, per_item):
+        self.per_item = np.asarray(per_item, dtype=np.float32)
+
+    def score(self, queries):
+        return np.tile(self.per_item, (len(queries), 1))
+
+    def predict(self, examples):
+        return self.per_item[examples.items]
+
+
+def _fused_top(retriever_scores, reranker_probs, weight, k=4):
+    import scipy.sparse as sp
+
+    from lmrec.ctr.rerank import Reranked
+    from lmrec.data.queries import Queries
+
+    n = len(retriever_scores)
+    q = Queries(np.array([0]), sp.csr_matrix(([1.0], ([0], [n - 1])), shape=(1, n)), [np.array([n - 1])])
+    scores = Reranked(_FixedScores(retriever_scores), _FixedScores(reranker_probs), k=k, weight=weight).score(q)[0]
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if i != n - 1]
+    return order[:k], scores
+
+
+def test_fused_rank_by_hand():
+    # item 5 is the user's history (never a candidate, although the retriever likes it most); the
+    # retriever's top 4 are items 0, 1, 2, 3 (ranks 0..3); the reranker ranks them 2 (0), 3 (1), 1 (2), 0 (3)
+    retriever = [0.9, 0.8, 0.7, 0.6, 0.1, 1.0]
+    reranker = [0.1, 0.2, 0.9, 0.5, 0.0, 0.0]
+    assert _fused_top(retriever, reranker, 0.0)[0] == [0, 1, 2, 3]
+    assert _fused_top(retriever, reranker, 1.0)[0] == [2, 3, 1, 0]
+    # w=0.5: fused 0 -> 1.5, 1 -> 2.0, 2 -> 1.0, 3 -> 2.0 (tie with 1, the retriever's order decides)
+    assert _fused_top(retriever, reranker, 0.5)[0] == [2, 0, 1, 3]
+    # w=0.2: 0 -> 0.6, 1 -> 1.2, 2 -> 1.6, 3 -> 2.6;  w=0.8: 0 -> 2.4, 1 -> 1.8, 2 -> 0.4, 3 -> 1.4
+    assert _fused_top(retriever, reranker, 0.2)[0] == [0, 1, 2, 3]
+    assert _fused_top(retriever, reranker, 0.8)[0] == [2, 3, 1, 0]
+    top, scores = _fused_top(retriever, reranker, 0.5)
+    assert scores[top].min() > max(scores[4], scores[5])  # candidates above the rest, history included
+    with pytest.raises(ConfigError, match="between 0"):
+        _fused_top(retriever, reranker, 1.5)
+
+
+class _Inverted:
+    """A reranker that gets every preference backwards."""
+
+    name = "inverted"
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, examples):
+        return 1.0 - self.model.predict(examples)
+
+
+def test_fusion_weight_is_chosen_on_validation():
+    from lmrec.ctr.rerank import Reranked
+    from lmrec.eval import Evaluator
+    from lmrec.registry import create
+
+    split, items = colour_ctr(n_users=40, per_user=40)
+    fm = IdFM(epochs=60, batch_size=64, patience=10).fit(ctr_examples(split, "train"), items,
+                                                         ctr_examples(split, "valid"))
+    pop = create("pop").fit(split.train)
+    valid, test = Evaluator(split, "valid", ks=(10,)), Evaluator(split, "test", ks=(10,))
+    good = Reranked(pop, fm, k=12)
+    curve = good.fit_weight(valid)
+    assert set(curve) == {round(0.1 * i, 1) for i in range(11)}
+    assert good.weight >= 0.5 and curve[good.weight] == max(curve.values()) > curve[0.0] + 0.05
+    assert good.users_reranked == 0  # latency counters restart after the choice
+    assert test.evaluate(good).means()["ndcg@10"] > test.evaluate(pop).means()["ndcg@10"] + 0.05
+    # a reranker that is always wrong gets little or no weight, and the pipeline stays near the retriever
+    bad = Reranked(pop, _Inverted(fm), k=12)
+    bad_curve = bad.fit_weight(valid)
+    assert bad.weight <= 0.3 and bad_curve[1.0] < bad_curve[bad.weight]
+
+
 def write_colour_collm(folder, n_users=40, per_user=40):
     """The colour data in the CoLLM Parquet layout, so `lmrec bench` reads it as movielens-1m-collm."""
     import pandas as pd
@@ -180,6 +260,9 @@ def test_cli_bench_reranks_every_model_and_reports_latency(tmp_path):
     assert metrics["pop+id-fm@12"]["means"]["ndcg@5"] > metrics["pop"]["means"]["ndcg@5"] + 0.05
     assert metrics["pop+id-fm@12"]["rerank_ms_per_user"] > 0 and "rerank_ms_per_user" not in metrics["pop"]
     assert "rerank_ms/user" in (run / "leaderboard.md").read_text()
+    # the fused-rank weight was chosen on validation and is recorded with its validation curve
+    assert 0.0 <= metrics["pop+id-fm@12"]["rerank_weight"] <= 1.0
+    assert len(metrics["pop+id-fm@12"]["rerank_valid_ndcg@10"]) == 11
 
 
 def test_bench_rerank_needs_a_labelled_dataset(tmp_path):

@@ -42,6 +42,7 @@ def leaderboard_frame(results: list[EvalResult], timings: dict[str, dict[str, fl
         row["eval_s"] = r.seconds
         if any("rerank_ms_per_user" in t for t in timings.values()):  # two-stage rows: the added latency
             row["rerank_ms/user"] = timings.get(r.model, {}).get("rerank_ms_per_user", float("nan"))
+            row["rerank_weight"] = timings.get(r.model, {}).get("rerank_weight", float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)
 
