@@ -113,7 +113,8 @@ class TextSeqNet(nn.Module):
     def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.c.similarity == "dot":
             return states @ items.T
-        return F.normalize(states, dim=-1) @ F.normalize(items, dim=-1).T / self.c.temperature
+        # temperature applied to the [N, d] side: one pass less over the [N, n_items] logits
+        return (F.normalize(states, dim=-1) / self.c.temperature) @ F.normalize(items, dim=-1).T
 
     def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.c.similarity == "dot":
