@@ -5,7 +5,7 @@ Usage (LMREC_DATA=../shared/data):
         [--valid-users 1000] [--no-reference]
     python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
     python bench/lm_finetune.py rerank [--retrievers ease] [--reranker cross-encoder] [--rerank-k 100]
-        [--rerank-train-rows N]   (the same as `lmrec bench --dataset movielens-1m-collm --rerank ...`)
+        [--rerank-train-rows N] [--rerank-weight W]   (the same as `lmrec bench --dataset movielens-1m-collm --rerank ...`)
     python bench/lm_finetune.py table   (markdown tables of the results file)
 Options: --set key=value (twotower / ctr: every model of the run; rerank: the reranker), --device.
 
@@ -105,12 +105,15 @@ def rerank(args: argparse.Namespace) -> None:
     """`lmrec bench --rerank`: retrievers alone and followed by the CTR reranker on their top k."""
     sets = {args.reranker: parse_options(args.set)} if args.set else {}
     run = leaderboard("movielens-1m-collm", args.retrievers.split(","), ks=(10, 20), params=sets,
-                      rerank=Rerank(args.reranker, args.rerank_k, args.rerank_train_rows))
+                      rerank=Rerank(args.reranker, args.rerank_k, args.rerank_train_rows, args.rerank_weight))
     metrics = json.loads((run.run_dir / "metrics.json").read_text())["models"]
     records = []
     for name, m in metrics.items():
         reranked = "+" in name
-        records.append({"dataset": "movielens-1m-collm", "model": name, "mode": f"rerank@{args.rerank_k}" if reranked else "retriever",
+        # "rerank@k": the reranker's order alone (weight 1); "fused": the weight chosen on validation
+        mode = "retriever" if not reranked else f"rerank@{args.rerank_k}" + (" fused" if args.rerank_weight is None else
+                                                                            f" weight {args.rerank_weight}")
+        records.append({"dataset": "movielens-1m-collm", "model": name, "mode": mode, "rerank_weight": m.get("rerank_weight"),
                         "train_samples": args.rerank_train_rows if reranked else None,
                         "metrics": {k: round(m["means"][k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
                         "rerank_ms_per_user": round(m.get("rerank_ms_per_user", 0.0), 1), "users": m["users"],
@@ -138,12 +141,15 @@ def table(args: argparse.Namespace) -> None:
         cells = {r["train_samples"]: r for r in ctr_rows if r["model"] == model}
         print(f"| {model} | " + " | ".join(f"{cells[n]['metrics']['auc']:.4f} ({cells[n]['train_seconds']:.0f} s)"
                                            if n in cells else "not run" for n in sizes) + " |")
-    print("\n| pipeline | recall@10 | ndcg@10 | ndcg@20 | rerank ms / user | users |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| pipeline | reranker weight | recall@10 | ndcg@10 | ndcg@20 | rerank ms / user | users |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in records:
         if r["dataset"] == "movielens-1m-collm" and "ndcg@10" in r["metrics"]:
             m = r["metrics"]
-            print(f"| {r['model']} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['ndcg@20']:.4f} | "
+            # records before rank fusion existed used the reranker's order alone (weight 1)
+            weight = "-" if r["mode"] == "retriever" else r.get("rerank_weight", 1.0)
+            weight = f"{weight} (chosen on valid)" if r["mode"].endswith("fused") else weight
+            print(f"| {r['model']} | {weight} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['ndcg@20']:.4f} | "
                   f"{r['rerank_ms_per_user']:.1f} | {r['users']} |")
 
 
@@ -161,6 +167,8 @@ def main() -> None:
     parser.add_argument("--reranker", default="cross-encoder")
     parser.add_argument("--rerank-k", type=int, default=100)
     parser.add_argument("--rerank-train-rows", type=int, default=None)
+    parser.add_argument("--rerank-weight", type=float, default=None,
+                        help="rerank: reranker's share of the fused rank (default: chosen on validation)")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()

@@ -72,7 +72,8 @@ class Rerank:
     (validated on its valid rows), reorders the top ``k`` of every leaderboard model; each pipeline is
     a row of its own, named ``MODEL+RERANKER@k``. Needs a labelled, timed dataset (e.g. movielens-1m-collm).
     The candidates' order fuses the reranker's and the retriever's ranks (``lmrec.ctr.rerank``): ``weight``
-    1 is the reranker's order alone, 0 the retriever's; None picks it per pipeline on the valid users."""
+    1 is the reranker's order alone, 0 the retriever's; None picks it per pipeline on the valid users (0 unless
+    the best weight's gain there is significant, see ``Reranked.fit_weight``)."""
 
     model: str = "cross-encoder"
     k: int = 100
@@ -170,10 +171,13 @@ def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, A
         chosen = {}
         if rerank.weight is None:
             started = time.perf_counter()
-            curve = two_stage.fit_weight(valid)
-            chosen = {"rerank_valid_ndcg@10": curve, "weight_choice_s": time.perf_counter() - started}
-            logger.info("%s: fused-rank weight %.1f chosen on valid (NDCG@10 %s)", two_stage.name, two_stage.weight,
-                        ", ".join(f"{w}: {v:.4f}" for w, v in curve.items()))
+            choice = two_stage.fit_weight(valid)
+            chosen = {"rerank_valid_ndcg@10": choice.curve, "rerank_valid_best_weight": choice.best,
+                      "rerank_valid_p": choice.p_value, "weight_choice_s": time.perf_counter() - started}
+            logger.info("%s: fused-rank weight %.1f (best on valid %.1f, paired t-test p vs the retriever's order "
+                        "%s; NDCG@10 %s)", two_stage.name, two_stage.weight, choice.best,
+                        "-" if choice.p_value is None else f"{choice.p_value:.3g}",
+                        ", ".join(f"{w}: {v:.4f}" for w, v in choice.curve.items()))
         results.append(evaluator.evaluate(two_stage, name=two_stage.name))
         # fit: retriever + reranker; the reranking cost per user is what the second stage adds at serving time
         timings[two_stage.name] = {"fit_s": timings[name]["fit_s"] + fit_s,

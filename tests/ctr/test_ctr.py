@@ -215,15 +215,20 @@ def test_fusion_weight_is_chosen_on_validation():
     pop = create("pop").fit(split.train)
     valid, test = Evaluator(split, "valid", ks=(10,)), Evaluator(split, "test", ks=(10,))
     good = Reranked(pop, fm, k=12)
-    curve = good.fit_weight(valid)
+    choice = good.fit_weight(valid)
+    curve = choice.curve
     assert set(curve) == {round(0.1 * i, 1) for i in range(11)}
-    assert good.weight >= 0.5 and curve[good.weight] == max(curve.values()) > curve[0.0] + 0.05
+    assert good.weight == choice.best >= 0.5 and curve[good.weight] == max(curve.values()) > curve[0.0] + 0.05
+    assert choice.p_value is not None and choice.p_value < 0.05
     assert good.users_reranked == 0  # latency counters restart after the choice
     assert test.evaluate(good).means()["ndcg@10"] > test.evaluate(pop).means()["ndcg@10"] + 0.05
-    # a reranker that is always wrong gets little or no weight, and the pipeline stays near the retriever
+    # a reranker that is always wrong gets no weight: the pipeline keeps the retriever's order
     bad = Reranked(pop, _Inverted(fm), k=12)
-    bad_curve = bad.fit_weight(valid)
-    assert bad.weight <= 0.3 and bad_curve[1.0] < bad_curve[bad.weight]
+    bad_choice = bad.fit_weight(valid)
+    assert bad.weight == 0.0 and bad_choice.curve[1.0] < bad_choice.curve[0.0]
+    assert np.allclose(test.evaluate(bad).per_user["ndcg@10"], test.evaluate(pop).per_user["ndcg@10"])
+    # a gain too small to be significant is not trusted: with an impossible level, weight 0
+    assert Reranked(pop, fm, k=12).fit_weight(valid, significance=1e-300).weight == 0.0
 
 
 def write_colour_collm(folder, n_users=40, per_user=40):

@@ -7,13 +7,15 @@ order below them. The candidates' order is a weighted rank fusion: ``weight * re
 * retriever rank`` (ties to the retriever's order), so ``weight=1`` is the reranker's order alone and
 ``weight=0`` the retriever's. Why fuse: a CTR model trained on like / dislike labels knows which watched
 items were liked, not which unwatched candidates get picked, and its order alone can lose to the
-retriever's (measured in docs/benchmarks.md); ``fit_weight`` picks the weight on validation users.
+retriever's (measured in docs/benchmarks.md); ``fit_weight`` picks the weight on validation users and
+falls back to the retriever's order unless the reranker's gain there is significant.
 ``seconds_per_user`` measures the reranking cost added per user.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,17 @@ from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # 0.0, 0.1, ..., 1.0
+
+
+@dataclass
+class WeightChoice:
+    """What ``Reranked.fit_weight`` saw: validation metric per weight, the best grid weight, the paired
+    t-test p-value of its gain over weight 0 (None when not tested), and the weight set."""
+
+    curve: dict[float, float]
+    best: float
+    p_value: float | None
+    weight: float
 
 
 class Reranked:
@@ -48,9 +61,7 @@ class Reranked:
         masked = scores.copy()
         masked[queries.history.nonzero()] = -np.inf  # candidates never include the history
         k = min(self.k, scores.shape[1])
-        top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-        # candidates in the retriever's order: column j holds the retriever's rank j
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(masked, top, 1), axis=1, kind="stable"), 1)
+        top = _top_k(masked, k)  # column j holds the retriever's rank j
         probs = self._reranker_probs(queries, top)
         reranker_rank = np.argsort(np.argsort(-probs, axis=1, kind="stable"), axis=1)
         retriever_rank = np.broadcast_to(np.arange(k), top.shape)
@@ -61,21 +72,36 @@ class Reranked:
         np.put_along_axis(scores, np.take_along_axis(top, order, 1), base + np.arange(k, 0, -1, dtype=np.float32), 1)
         return scores
 
-    def fit_weight(self, validation: Any, grid: tuple[float, ...] = WEIGHT_GRID, metric: str = "ndcg@10") -> dict[float, float]:
-        """Set ``weight`` to the grid value with the best ``metric`` on ``validation`` (an Evaluator on
-        the valid part; ties go to the smaller weight, i.e. towards the retriever). The reranker runs
-        once per user; returns each weight's validation value. Latency counters restart afterwards."""
-        values = {}
+    def fit_weight(self, validation: Any, grid: tuple[float, ...] = WEIGHT_GRID, metric: str = "ndcg@10",
+                   significance: float | None = 0.05) -> WeightChoice:
+        """Set ``weight`` from ``validation`` (an Evaluator on the valid part): the grid value with the
+        best ``metric`` (ties to the smaller weight), kept only if its gain over weight 0 (the retriever's
+        order) is significant in a paired t-test across the validation users at level ``significance``
+        (None: no test); otherwise weight 0. The guard matters because a small validation set's best grid
+        point can be noise, and a reranker that does not help should not reorder anything. The reranker
+        runs once per user; the latency counters restart afterwards."""
+        from lmrec.eval import compare
+
+        results = {}
         for w in grid:
             self.weight = _check_weight(w)
-            means = validation.evaluate(self, name=f"{self.name} w={w} (valid)").means()
-            if metric not in means:
-                raise ConfigError(f"metric {metric!r} is not among the validation metrics ({', '.join(sorted(means))})")
-            values[w] = float(means[metric])
-        self.weight = max(values, key=lambda w: (values[w], -w))
+            results[w] = validation.evaluate(self, name=f"{self.name} w={w} (valid)")
+            if metric not in results[w].means():
+                raise ConfigError(f"metric {metric!r} is not among the validation metrics "
+                                  f"({', '.join(sorted(results[w].means()))})")
+        curve = {w: float(r.means()[metric]) for w, r in results.items()}
+        best = max(curve, key=lambda w: (curve[w], -w))
+        p_value = None
+        if best != 0.0 and significance is not None:
+            if 0.0 not in results:
+                raise ConfigError("the weight grid must include 0 (the retriever's order) for the significance test")
+            test = compare(results[best], results[0.0], metric)
+            p_value = test["t_p"]
+        keep = best == 0.0 or p_value is None or p_value < significance  # type: ignore[operator]
+        self.weight = best if keep else 0.0
         self._probs.clear()
         self.rerank_seconds, self.users_reranked = 0.0, 0
-        return values
+        return WeightChoice(curve, best, p_value, self.weight)
 
     def _reranker_probs(self, queries: Queries, top: np.ndarray) -> np.ndarray:
         """``[B, k]`` reranker probabilities of the candidates, computed for cache misses only (timed)."""
@@ -94,6 +120,19 @@ class Reranked:
             self.rerank_seconds += time.perf_counter() - started
             self.users_reranked += len(missing)
         return np.stack([self._probs[key] for key in keys]) if keys else np.zeros(top.shape, dtype=np.float32)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """``[B, k]`` item indices of each row's ``k`` best scores, best first, ties to the smaller index (the
+    Evaluator's order, so weight 0 reproduces the retriever's ranking exactly)."""
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    above, tied = scores > kth, scores == kth
+    need = k - above.sum(1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    rows, cols = np.nonzero(chosen)  # row-major: each row's k columns in index order
+    cols = cols.reshape(len(scores), k)
+    order = np.lexsort((cols, -np.take_along_axis(scores, cols, 1)), axis=1)
+    return np.take_along_axis(cols, order, 1)
 
 
 def _check_weight(weight: float) -> float:
