@@ -6,7 +6,7 @@ Usage (LMREC_DATA=../shared/data; each step reuses the previous one's output):
     python bench/transfer.py coldstart   # cold-start users (Arts / Office test users) -> bench/results/transfer_coldstart.json
     python bench/transfer.py table       # the markdown tables of docs/benchmarks.md
 Options: --base DIR (artifact folder), --set key=value (pretraining / every transfer mode), --fractions,
---modes, --device.
+--modes, --device, --results FILE (grid / table; default transfer_scientific.json).
 
 Every number is on the test part with full ranking over the target's whole catalogue, history masked;
 training stops early on the valid part. Fractions subsample the target's training users (seeded);
@@ -62,7 +62,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
                "pretrain": PretrainedArtifact.load(args.base).summary | {"pretrain_config": None},
                "records": grid.records(TARGET), "significance": grid.significance}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "transfer_scientific.json").write_text(json.dumps(payload, indent=2))
+    (RESULTS / args.results).write_text(json.dumps(payload, indent=2))
     print((out / "transfer.md").read_text())
 
 
@@ -88,7 +88,7 @@ def cmd_coldstart(args: argparse.Namespace) -> None:
 
 def cmd_table(args: argparse.Namespace) -> None:
     """Markdown tables for docs/benchmarks.md from the two result files."""
-    grid = json.loads((RESULTS / "transfer_scientific.json").read_text())
+    grid = json.loads((RESULTS / args.results).read_text())
     print(f"Grid wall time {grid['grid_seconds'] / 60:.1f} min on {grid['machine']} ({grid['date']}).\n")
     print("| mode | fraction | train users | Recall@10 | NDCG@10 | NDCG@10, test item unseen in fit | trainable params | epochs | train s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--modes", default="zero-shot,adapter,lora,full,scratch")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--results", default="transfer_scientific.json",
+                        help="grid / table: results file under bench/results (e.g. for a variant's smaller grid)")
     args = parser.parse_args()
     {"pretrain": cmd_pretrain, "grid": cmd_grid, "coldstart": cmd_coldstart, "table": cmd_table}[args.step](args)
 
