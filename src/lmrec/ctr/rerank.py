@@ -58,6 +58,7 @@ class Reranked:
 
     def score(self, queries: Queries) -> np.ndarray:
         scores = np.asarray(self.retriever.score(queries), dtype=np.float32).copy()
+        started = time.perf_counter()  # the second stage's cost: candidates, reranker, fusion
         masked = scores.copy()
         masked[queries.history.nonzero()] = -np.inf  # candidates never include the history
         k = min(self.k, scores.shape[1])
@@ -70,6 +71,8 @@ class Reranked:
         # candidates above everything else: the best fused rank gets base + k, the worst base + 1
         base = np.nanmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1, keepdims=True) + 1.0
         np.put_along_axis(scores, np.take_along_axis(top, order, 1), base + np.arange(k, 0, -1, dtype=np.float32), 1)
+        self.rerank_seconds += time.perf_counter() - started
+        self.users_reranked += len(queries)
         return scores
 
     def fit_weight(self, validation: Any, grid: tuple[float, ...] = WEIGHT_GRID, metric: str = "ndcg@10",
@@ -79,7 +82,8 @@ class Reranked:
         order) is significant in a paired t-test across the validation users at level ``significance``
         (None: no test); otherwise weight 0. The guard matters because a small validation set's best grid
         point can be noise, and a reranker that does not help should not reorder anything. The reranker
-        runs once per user; the latency counters restart afterwards."""
+        runs once per user (its outputs are reused across weights); the latency counters restart
+        afterwards, so they measure later scoring only."""
         from lmrec.eval import compare
 
         results = {}
@@ -104,12 +108,11 @@ class Reranked:
         return WeightChoice(curve, best, p_value, self.weight)
 
     def _reranker_probs(self, queries: Queries, top: np.ndarray) -> np.ndarray:
-        """``[B, k]`` reranker probabilities of the candidates, computed for cache misses only (timed)."""
+        """``[B, k]`` reranker probabilities of the candidates, computed for cache misses only."""
         histories = [np.asarray(queries.sequences[r][-self.max_history:]) for r in range(len(queries))]
         keys = [(int(u), h.tobytes(), t.tobytes()) for u, h, t in zip(queries.users, histories, top)]
         missing = [r for r, key in enumerate(keys) if key not in self._probs]
         if missing:
-            started = time.perf_counter()
             k = top.shape[1]
             rows = np.repeat(missing, k)
             ex = CTRExamples(queries.users[rows], top[missing].ravel(), np.zeros(len(rows), dtype=np.float32),
@@ -117,8 +120,6 @@ class Reranked:
             probs = self.reranker.predict(ex).reshape(len(missing), k)
             for r, p in zip(missing, probs):
                 self._probs[keys[r]] = p
-            self.rerank_seconds += time.perf_counter() - started
-            self.users_reranked += len(missing)
         return np.stack([self._probs[key] for key in keys]) if keys else np.zeros(top.shape, dtype=np.float32)
 
 
