@@ -3,6 +3,7 @@
 Usage (LMREC_DATA=../shared/data; each step reuses the previous one's output):
     python bench/transfer.py pretrain    # -> runs/transfer-base (artifact), ~20 min on a 2-core CPU
     python bench/transfer.py grid        # modes x fractions on amazon-scientific -> bench/results/transfer_scientific.json
+    python bench/transfer.py seeds --modes adapter,scratch --fractions 0.05,0.1 --results F.json   # seed variance
     python bench/transfer.py coldstart   # cold-start users (Arts / Office test users) -> bench/results/transfer_coldstart.json
     python bench/transfer.py table       # the markdown tables of docs/benchmarks.md
 Options: --base DIR (artifact folder), --set key=value (pretraining / every transfer mode), --fractions,
@@ -66,6 +67,34 @@ def cmd_grid(args: argparse.Namespace) -> None:
     print((out / "transfer.md").read_text())
 
 
+def cmd_seeds(args: argparse.Namespace) -> None:
+    """Seed variance of the small-fraction comparison: each seed draws its own subsample of training users
+    and its own initialisation; records every run and the per-seed relative gain of the first mode over
+    the last (e.g. adapter over scratch)."""
+    fractions = [float(f) for f in args.fractions.split(",")]
+    modes = args.modes.split(",")
+    common = {"device": args.device, **parse_options(args.set)}
+    tgt = Target(TARGET, PretrainedArtifact.load(args.base))
+    records = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for fraction in fractions:
+            for mode in modes:
+                _, run = transfer(args.base, TARGET, mode, fraction, {**common, "seed": seed}, seed=seed,
+                                  prepared_target=tgt)
+                records.append(run.record(TARGET) | {"seed": seed})
+                print(f"seed {seed} fraction {fraction:g} {mode}: ndcg@10 {records[-1]['ndcg@10']:.4f}", flush=True)
+    summary = []
+    for fraction in fractions:
+        by_mode = {m: [r["ndcg@10"] for r in records if r["mode"] == m and r["fraction"] == fraction] for m in modes}
+        gains = [a / b - 1 for a, b in zip(by_mode[modes[0]], by_mode[modes[-1]])]
+        summary.append({"fraction": fraction, **{f"ndcg@10 {m} mean": sum(v) / len(v) for m, v in by_mode.items()},
+                        f"gain {modes[0]} vs {modes[-1]} per seed": gains})
+    payload = {"target": TARGET, "base": args.base, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+               "records": records, "summary": summary}
+    (RESULTS / args.results).write_text(json.dumps(payload, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
 def cmd_coldstart(args: argparse.Namespace) -> None:
     """Arts / Office test users never occur in training (the URLLM split is user-disjoint): each is
     recommended for from their history alone. The pretrained model is applied zero-shot (it saw the
@@ -113,16 +142,18 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["pretrain", "grid", "coldstart", "table"])
+    parser.add_argument("step", choices=["pretrain", "grid", "seeds", "coldstart", "table"])
     parser.add_argument("--base", default="runs/transfer-base", help="artifact folder")
     parser.add_argument("--set", action="append", default=[], help="key=value option (repeatable)")
     parser.add_argument("--fractions", default="0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--modes", default="zero-shot,adapter,lora,full,scratch")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds: seeds to repeat the runs with")
     parser.add_argument("--results", default="transfer_scientific.json",
-                        help="grid / table: results file under bench/results (e.g. for a variant's smaller grid)")
+                        help="grid / seeds / table: results file under bench/results (e.g. for a variant's smaller grid)")
     args = parser.parse_args()
-    {"pretrain": cmd_pretrain, "grid": cmd_grid, "coldstart": cmd_coldstart, "table": cmd_table}[args.step](args)
+    {"pretrain": cmd_pretrain, "grid": cmd_grid, "seeds": cmd_seeds, "coldstart": cmd_coldstart,
+     "table": cmd_table}[args.step](args)
 
 
 if __name__ == "__main__":
