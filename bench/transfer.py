@@ -3,11 +3,12 @@
 Usage (LMREC_DATA=../shared/data; each step reuses the previous one's output):
     python bench/transfer.py pretrain    # -> runs/transfer-base (artifact), ~20 min on a 2-core CPU
     python bench/transfer.py grid        # modes x fractions on amazon-scientific -> bench/results/transfer_scientific.json
-    python bench/transfer.py seeds --modes adapter,scratch --fractions 0.05,0.1 --results F.json   # seed variance
-    python bench/transfer.py coldstart   # cold-start users (Arts / Office test users) -> bench/results/transfer_coldstart.json
+    python bench/transfer.py seeds --fractions 0.05,0.1   # seed variance -> bench/results/transfer_scientific_seeds.json
+    python bench/transfer.py coldstart [--modes zero-shot,adapter]   # cold-start users (Arts / Office test users)
+                                         # -> bench/results/transfer_coldstart.json
     python bench/transfer.py table       # the markdown tables of docs/benchmarks.md
 Options: --base DIR (artifact folder), --set key=value (pretraining / every transfer mode), --fractions,
---modes, --device, --results FILE (grid / table; default transfer_scientific.json).
+--modes, --device, --seeds, --results FILE (under bench/results; each step has its own default).
 
 Every number is on the test part with full ranking over the target's whole catalogue, history masked;
 training stops early on the valid part. Fractions subsample the target's training users (seeded);
@@ -32,6 +33,9 @@ from lmrec.transfer.workflow import Target
 RESULTS = Path(__file__).parent / "results"
 SOURCES = ["amazon-beauty", "amazon-arts", "amazon-office"]
 TARGET = "amazon-scientific"
+DEFAULT_MODES = {"grid": "zero-shot,adapter,lora,full,scratch", "seeds": "adapter,scratch", "coldstart": "zero-shot"}
+DEFAULT_RESULTS = {"grid": "transfer_scientific.json", "table": "transfer_scientific.json",
+                   "seeds": "transfer_scientific_seeds.json", "coldstart": "transfer_coldstart.json"}
 # Pretraining schedule (chosen on the source domains' valid parts): patience 3 keeps it near 20 minutes here.
 PRETRAIN: dict[str, Any] = {"epochs": 40, "patience": 3}
 
@@ -97,22 +101,24 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
 def cmd_coldstart(args: argparse.Namespace) -> None:
     """Arts / Office test users never occur in training (the URLLM split is user-disjoint): each is
-    recommended for from their history alone. The pretrained model is applied zero-shot (it saw the
-    Arts / Office *training* users during pretraining, never these users); references are fitted on
-    the target's training users."""
+    recommended for from their history alone. ``--modes`` (default zero-shot) are applied to the pretrained
+    model: zero-shot (it saw the Arts / Office *training* users during pretraining, never these users) and
+    any trained mode, fitted on all of the domain's training users; references are fitted on the same."""
     artifact = PretrainedArtifact.load(args.base)
+    common = {"device": args.device, **parse_options(args.set)}
     records = []
     for target in ("amazon-arts", "amazon-office"):
         tgt = Target(target, artifact)
         assert len(tgt.domain.split.cold_users("test")) == len(tgt.test.users), "test users must all be cold"
-        _, zs = transfer(args.base, target, "zero-shot", prepared_target=tgt)
-        runs = [zs] + [tgt.run(create(name, **({"device": args.device} if name == "sasrec" else {})), name, 1.0)
-                       for name in ("pop", "sasrec")]
-        records += [r.record(target) | {"machine": machine()} for r in runs]
+        runs = [transfer(args.base, target, mode, 1.0, common, prepared_target=tgt)[1]
+                for mode in args.modes.split(",")]
+        runs += [tgt.run(create(name, **({"device": args.device} if name == "sasrec" else {})), name, 1.0)
+                 for name in ("pop", "sasrec")]
+        records += [r.record(target) | {"machine": machine(), "base": args.base} for r in runs]
         for r in runs:
-            print(target, r.mode, {k: round(v, 4) for k, v in r.result.means().items() if k in ("recall@10", "ndcg@10")})
-    (RESULTS / "transfer_coldstart.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
-                                                                "records": records}, indent=2))
+            print(target, r.mode, {k: round(v, 4) for k, v in r.result.means().items() if k in ("recall@10", "ndcg@10")},
+                  f"{r.train_seconds:.0f} s", flush=True)
+    (RESULTS / args.results).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "records": records}, indent=2))
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -146,12 +152,16 @@ def main() -> None:
     parser.add_argument("--base", default="runs/transfer-base", help="artifact folder")
     parser.add_argument("--set", action="append", default=[], help="key=value option (repeatable)")
     parser.add_argument("--fractions", default="0.05,0.1,0.25,0.5,1.0")
-    parser.add_argument("--modes", default="zero-shot,adapter,lora,full,scratch")
+    parser.add_argument("--modes", help="transfer modes (default per step: " +
+                        ", ".join(f"{k}: {v}" for k, v in DEFAULT_MODES.items()) + ")")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seeds", default="0,1,2", help="seeds: seeds to repeat the runs with")
-    parser.add_argument("--results", default="transfer_scientific.json",
-                        help="grid / seeds / table: results file under bench/results (e.g. for a variant's smaller grid)")
+    parser.add_argument("--results", help="results file under bench/results (default per step: " +
+                        ", ".join(f"{k}: {v}" for k, v in DEFAULT_RESULTS.items()) + ")")
     args = parser.parse_args()
+    # each step has its own defaults, so a step never overwrites another step's results by accident
+    args.modes = args.modes or DEFAULT_MODES.get(args.step, "")
+    args.results = args.results or DEFAULT_RESULTS.get(args.step, "")
     {"pretrain": cmd_pretrain, "grid": cmd_grid, "seeds": cmd_seeds, "coldstart": cmd_coldstart,
      "table": cmd_table}[args.step](args)
 
