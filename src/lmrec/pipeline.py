@@ -137,7 +137,7 @@ def leaderboard(
                            "prepared": str(prepared.path)})
     metrics = {r.model: {"means": r.means(), "ci95": r.ci95(), "aggregate": r.aggregate,
                          "fit_seconds": timings[r.model]["fit_s"], "eval_seconds": r.seconds, "users": len(r.users),
-                         **{k: v for k, v in timings[r.model].items() if k.startswith("rerank_") or k == "weight_choice_s"}}
+                         **{k: v for k, v in timings[r.model].items() if k.startswith("rerank_")}}
                for r in results}
     (run_dir / "metrics.json").write_text(json.dumps({"models": metrics, "significance": significance}, indent=2))
     per_user_frame(results).to_parquet(run_dir / "per_user.parquet", index=False)
@@ -173,7 +173,7 @@ def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, A
             started = time.perf_counter()
             choice = two_stage.fit_weight(valid)
             chosen = {"rerank_valid_ndcg@10": choice.curve, "rerank_valid_best_weight": choice.best,
-                      "rerank_valid_p": choice.p_value, "weight_choice_s": time.perf_counter() - started}
+                      "rerank_valid_p": choice.p_value, "rerank_weight_choice_s": time.perf_counter() - started}
             logger.info("%s: fused-rank weight %.1f (best on valid %.1f, paired t-test p vs the retriever's order "
                         "%s; NDCG@10 %s)", two_stage.name, two_stage.weight, choice.best,
                         "-" if choice.p_value is None else f"{choice.p_value:.3g}",

@@ -86,6 +86,8 @@ class Reranked:
         afterwards, so they measure later scoring only."""
         from lmrec.eval import compare
 
+        if significance is not None and 0.0 not in grid:
+            raise ConfigError("the weight grid must include 0 (the retriever's order) for the significance test")
         results = {}
         for w in grid:
             self.weight = _check_weight(w)
@@ -97,10 +99,7 @@ class Reranked:
         best = max(curve, key=lambda w: (curve[w], -w))
         p_value = None
         if best != 0.0 and significance is not None:
-            if 0.0 not in results:
-                raise ConfigError("the weight grid must include 0 (the retriever's order) for the significance test")
-            test = compare(results[best], results[0.0], metric)
-            p_value = test["t_p"]
+            p_value = compare(results[best], results[0.0], metric)["t_p"]
         keep = best == 0.0 or p_value is None or p_value < significance  # type: ignore[operator]
         self.weight = best if keep else 0.0
         self._probs.clear()
