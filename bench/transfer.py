@@ -4,11 +4,11 @@ Usage (LMREC_DATA=../shared/data; each step reuses the previous one's output):
     python bench/transfer.py pretrain    # -> runs/transfer-base (artifact), ~20 min on a 2-core CPU
     python bench/transfer.py grid        # modes x fractions on amazon-scientific -> bench/results/transfer_scientific.json
     python bench/transfer.py seeds --fractions 0.05,0.1   # seed variance -> bench/results/transfer_scientific_seeds.json
-    python bench/transfer.py coldstart [--modes zero-shot,adapter]   # cold-start users (Arts / Office test users)
+    python bench/transfer.py coldstart [--modes zero-shot,adapter] [--targets amazon-office]   # cold-start users
                                          # -> bench/results/transfer_coldstart.json
     python bench/transfer.py table       # the markdown tables of docs/benchmarks.md
 Options: --base DIR (artifact folder), --set key=value (pretraining / every transfer mode), --fractions,
---modes, --device, --seeds, --results FILE (under bench/results; each step has its own default).
+--modes, --device, --seeds, --targets, --results FILE (under bench/results; each step has its own default).
 
 Every number is on the test part with full ranking over the target's whole catalogue, history masked;
 training stops early on the valid part. Fractions subsample the target's training users (seeded);
@@ -107,7 +107,7 @@ def cmd_coldstart(args: argparse.Namespace) -> None:
     artifact = PretrainedArtifact.load(args.base)
     common = {"device": args.device, **parse_options(args.set)}
     records = []
-    for target in ("amazon-arts", "amazon-office"):
+    for target in args.targets.split(","):
         tgt = Target(target, artifact)
         assert len(tgt.domain.split.cold_users("test")) == len(tgt.test.users), "test users must all be cold"
         runs = [transfer(args.base, target, mode, 1.0, common, prepared_target=tgt)[1]
@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--modes", help="transfer modes (default per step: " +
                         ", ".join(f"{k}: {v}" for k, v in DEFAULT_MODES.items()) + ")")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--targets", default="amazon-arts,amazon-office", help="coldstart: cold-start targets")
     parser.add_argument("--seeds", default="0,1,2", help="seeds: seeds to repeat the runs with")
     parser.add_argument("--results", help="results file under bench/results (default per step: " +
                         ", ".join(f"{k}: {v}" for k, v in DEFAULT_RESULTS.items()) + ")")

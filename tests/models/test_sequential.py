@@ -1,6 +1,8 @@
 """SASRec and TextSeqRec: planted sequential patterns, inductive scoring of unseen items, freezing,
 the empty-history policy, early stopping through the Evaluator."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,56 @@ def test_early_stopping_on_the_validation_part_and_save_load(tmp_path):
 def test_config_typo_names_the_closest_key():
     with pytest.raises(ConfigError, match="unknown key 'max_lenght' \\(did you mean 'max_len'"):
         create("sasrec", max_lenght=10)
+
+
+def test_lm_prior_adds_the_scaled_text_match_of_the_recency_pooled_history():
+    """Worked out by hand: half-life 1 weighs the last item 1, the one before 0.5, then 0.25; padding 0."""
+    from lmrec.data.batching import query_batch
+    from lmrec.models.textseq import TextSeqNet, TextSeqRecConfig
+
+    lm = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [2, 2, 0]], dtype=np.float32)  # item 3 not unit length
+    c = TextSeqRecConfig(dim=8, heads=2, layers=1, max_len=4, dropout=0, adaptor_dropout=0, lm_prior=True)
+    net = TextSeqNet(lm, np.ones(4, dtype=bool), c).eval()
+    with torch.no_grad():
+        net.prior.log_scale.fill_(math.log(2.0))
+    batch = query_batch([np.array([0, 1, 2]), np.array([2])], max_len=4)  # second row left-padded
+    with torch.no_grad():
+        states, table = net.sequence_states(batch), net.item_table()
+        model_part = (torch.nn.functional.normalize(states[..., :8], dim=-1) / c.temperature
+                      @ torch.nn.functional.normalize(table[:, :8], dim=-1).T)
+        prior = net.similarity(states.reshape(-1, states.shape[-1]), table).view(2, 3, 4) - model_part
+    unit = lm / np.linalg.norm(lm, axis=1, keepdims=True)
+    last = np.array([0.25, 0.5, 1.0]) / np.sqrt(1.3125)  # after items 0, 1, 2
+    middle = np.array([0.5, 1.0, 0.0]) / np.sqrt(1.25)  # after items 0, 1 (causal: item 2 not yet seen)
+    np.testing.assert_allclose(prior[0, 2].numpy(), 2.0 * unit @ last, atol=1e-5)
+    np.testing.assert_allclose(prior[0, 1].numpy(), 2.0 * unit @ middle, atol=1e-5)
+    np.testing.assert_allclose(prior[1, 2].numpy(), 2.0 * unit @ np.array([0, 0, 1.0]), atol=1e-5)
+    np.testing.assert_allclose(prior[1, :2].numpy(), 0.0, atol=1e-6)  # padding positions pool nothing
+    # the pairwise form agrees with the all-items form
+    flat = states[0, 2:3].expand(4, -1)
+    torch.testing.assert_close(net.pair_similarity(flat, table), net.similarity(states[0, 2:3], table)[0])
+
+
+@pytest.mark.parametrize("pattern", ["same-kind", "next-kind"])
+def test_lm_prior_weight_follows_whether_text_similarity_predicts_the_next_item(pattern):
+    """Items of four kinds, titled by kind. When users stay within a kind the text match is right and
+    its weight must grow; when they always move to the next kind it misleads and its weight must shrink."""
+    kinds, per_kind, n_users, length = 4, 5, 120, 6
+    rng = np.random.default_rng(0)
+    users, items, times = [], [], []
+    for u in range(n_users):
+        k = rng.integers(kinds)
+        for t in range(length):
+            kind = k if pattern == "same-kind" else (k + t) % kinds
+            users.append(u)
+            items.append(kind * per_kind + rng.integers(per_kind))
+            times.append(t)
+    n_items = kinds * per_kind
+    inter = Interactions(np.array(users), np.array(items), IdMap(range(n_users)), IdMap(range(n_items)),
+                         time=np.array(times))
+    words = ["violin", "hammer", "tulip", "kettle"]
+    table = ItemTable(inter.items, {"title": [f"{words[i // per_kind]} no{i}" for i in range(n_items)]})
+    model = create("textseq", **{**SMALL, "dropout": 0.0}, epochs=10, encoder="hash", lm_prior=True, mask_history=True)
+    model.fit(inter, table)
+    scale, start = model.net_.prior.scale.item(), 1 / model.config.temperature
+    assert (scale > start * 1.05) if pattern == "same-kind" else (scale < start * 0.95), scale

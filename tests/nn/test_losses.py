@@ -3,10 +3,12 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from lmrec.data.batching import SequenceBatch
-from lmrec.nn.losses import BPRLoss, FullSoftmaxCE, InBatchSoftmax, SampledSoftmax
+from lmrec.errors import ConfigError
+from lmrec.nn.losses import BPRLoss, FullSoftmaxCE, InBatchSoftmax, SampledSoftmax, make_loss
 
 
 class Fixed:
@@ -87,3 +89,23 @@ def test_sequence_views_drop_items_but_keep_the_last():
     dropped = (view.tokens == 0).float().mean().item()
     assert 0.4 < dropped < 0.6 and bool((view.tokens[:, -1] > 0).all())
     assert torch.equal(view.tokens[view.tokens > 0], batch.tokens[view.tokens > 0])
+
+
+def test_history_masking_leaves_prefix_items_out_but_keeps_a_repeated_target():
+    # position 1 (prefix: item 0): logits (1, 0, 1), item 0 masked -> log(1 + e)
+    # position 2 (prefix: items 0, 1), target 2: logits (0, 2, 2), items 0 and 1 masked -> 0
+    expected = math.log(1 + math.e) / 2
+    assert math.isclose(FullSoftmaxCE(mask_history=True)(MODEL, BATCH).item(), expected, rel_tol=1e-6)
+    # with candidate columns: item 0 has no column at all; same values
+    got = FullSoftmaxCE(np.array([False, True, True]), mask_history=True)(MODEL, BATCH).item()
+    assert math.isclose(got, expected, rel_tol=1e-6)
+    # a repeat: position 2's target is item 1, already in its prefix, so it stays: -2 + log(e^2 + e^2)
+    repeat = SequenceBatch(torch.tensor([[1, 2]]), torch.tensor([[1, 1]]), torch.tensor([0]))
+    expected = (math.log(1 + math.e) + math.log(2)) / 2
+    assert math.isclose(FullSoftmaxCE(mask_history=True)(MODEL, repeat).item(), expected, rel_tol=1e-6)
+    # in-batch: candidates are the targets {1, 2}; position 1: (0, 1), nothing masked -> log(1 + e);
+    # position 2: (2, 2), item 1 masked -> 0
+    got = InBatchSoftmax(mask_history=True)(MODEL, BATCH).item()
+    assert math.isclose(got, math.log(1 + math.e) / 2, rel_tol=1e-6)
+    with pytest.raises(ConfigError, match="mask_history"):
+        make_loss("bpr", 3, 1, mask_history=True)

@@ -223,3 +223,28 @@ def test_cli_pretrain_and_transfer(home, tmp_path):
                             "--data-dir", str(home), "--save", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     assert "zero-shot" in r.output and (tmp_path / "m" / "model.json").is_file()
+
+
+def test_lm_prior_is_pretrained_transferred_and_checked(base, home, tmp_path):
+    out, _ = base
+    prior_out = tmp_path / "prior"
+    pretrain(["alpha", "beta"], {**SMALL, "epochs": 3, "lm_prior": True, "mask_history": True}, prior_out,
+             data_dir=home)
+    art = PretrainedArtifact.load(prior_out)
+    tgt = Target("gamma", art, data_dir=home)
+    model, _ = transfer(prior_out, "gamma", "zero-shot", prepared_target=tgt)
+    assert torch.equal(model.net_.prior.log_scale.detach(), art.weights["prior.log_scale"])
+    # adapter tuning also retunes the prior's weight on the target (one parameter)
+    adaptor = sum(v.numel() for k, v in art.weights.items() if k.startswith("adaptor."))
+    norms = sum(v.numel() for k, v in art.weights.items() if k.startswith("encoder.") and "norm" in k)
+    _, run = transfer(prior_out, "gamma", "adapter", params={"epochs": 1}, prepared_target=tgt)
+    assert run.trainable_params == adaptor + norms + 1
+    # an artifact made before the option existed has no such key: it means the default (no prior)
+    old = PretrainedArtifact.load(out)
+    for key in ("lm_prior", "lm_prior_half_life"):
+        old.config.pop(key)
+    old.save(tmp_path / "old")
+    model, _ = transfer(tmp_path / "old", "gamma", "zero-shot", data_dir=home)
+    assert model.net_.prior is None
+    with pytest.raises(ConfigError, match="lm_prior: pretrained False, now True"):
+        transfer(tmp_path / "old", "gamma", "zero-shot", params={"lm_prior": True}, data_dir=home)

@@ -40,6 +40,8 @@ class SequentialConfig(TrainConfig):
         "ce", description="ce = full softmax over all items; inbatch = the batch's other targets are the negatives")
     negatives: int = Field(256, ge=1, description="negatives per step (sampled_softmax) or per position (bce)")
     windows: Literal["all", "last"] = Field("all", description="train on every window of long sequences, or the last")
+    mask_history: bool = Field(False, description="leave the items a position's prefix already holds out of its "
+                               "softmax, as evaluation leaves them out of the ranking (ce / inbatch losses)")
 
 
 class SequentialRecommender(Recommender):
@@ -92,7 +94,7 @@ class SequentialRecommender(Recommender):
         # sampled softmax draws by popularity (its logQ term corrects for it); BPR / BCE uniformly over
         # the items seen in training
         probs = counts if c.loss == "sampled_softmax" else (counts > 0).astype(np.float64)
-        loss = make_loss(c.loss, train.n_items, c.negatives, probs)
+        loss = make_loss(c.loss, train.n_items, c.negatives, probs, c.mask_history)
 
         def validate() -> dict[str, float]:
             return validation.evaluate(self, name=f"{self.name} (valid)").means()

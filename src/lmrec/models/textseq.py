@@ -6,6 +6,12 @@ encodes the sequence; scores are (temperature-scaled cosine or dot) similarities
 vectors of all items. Since items are represented by text, items never seen in training are scored
 without retraining (inductive), and the adaptor, sequence encoder and ID table are separately freezable
 for transfer to other domains.
+
+``lm_prior=True`` adds a text-match term to every score: a learned scale times the cosine between the
+item's raw language-model vector and the recency-weighted mean of the history's raw vectors (what the
+frozen ``lmcontent`` model ranks by). The adaptor must learn its mapping from interactions, so on a new
+catalogue with little or no data it has not yet caught up with the language model's own notion of
+similar text; the prior keeps that notion available from the first step, and training decides its weight.
 """
 
 from __future__ import annotations
@@ -53,15 +59,51 @@ class TextSeqRecConfig(SequentialConfig):
     lora_rank: int = Field(8, ge=1, description="LoRA rank (tuning=lora)")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (tuning=lora)")
     lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lm_prior: bool = Field(False, description="add a learned-weight cosine between the item's raw LM vector and "
+                           "the recency-weighted mean of the history's (see the module docstring)")
+    # 1 interaction: LMContent's half-life, chosen there on validation (recent interests dominate)
+    lm_prior_half_life: float = Field(1.0, gt=0, description="recency half-life of the prior, in interactions")
 
 
 # Config keys that fix the shapes and meaning of pretrained weights: a transfer must keep them.
 ARCHITECTURE_KEYS = ("encoder", "max_text_length", "template", "dim", "layers", "heads", "max_len", "experts",
-                     "similarity")
+                     "similarity", "lm_prior", "lm_prior_half_life")
 LORA_TARGETS = ["qkv", "proj", "ff.0", "ff.2"]  # the linear layers of every transformer block
 
 
+class LMPrior(nn.Module):
+    """The text-match term: ``scale * cos(pooled history LM vectors, item LM vector)``.
+
+    Pooling is causal, per position: position ``t`` sees ``sum_{s<=t} 0.5 ** ((t - s) / half_life) x_s``
+    over the items present, so every training position gets the prior its own prefix would get at
+    recommendation time."""
+
+    decay: torch.Tensor  # [max_len, max_len] buffer
+
+    def __init__(self, max_len: int, half_life: float, scale: float):
+        super().__init__()
+        # learned in log space: Adam's steps of ~lr are then relative changes, whatever the scale's size
+        self.log_scale = nn.Parameter(torch.tensor(float(scale)).log())
+        age = torch.arange(max_len)[:, None] - torch.arange(max_len)[None, :]  # t - s
+        decay = torch.where(age >= 0, 0.5 ** (age.clamp(min=0) / half_life), torch.zeros(()))
+        self.register_buffer("decay", decay.float(), persistent=False)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def pool(self, lm: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``lm`` ``[B, L, e]`` raw vectors of the sequence, ``valid`` ``[B, L]`` -> ``[B, L, e]`` unit vectors."""
+        length = lm.shape[1]
+        decay = self.decay[:length, :length]  # depends on t - s only, so any L x L corner is the same matrix
+        pooled = torch.einsum("ts,bse->bte", decay, lm * valid.unsqueeze(-1))
+        return F.normalize(pooled, dim=-1)
+
+
 class TextSeqNet(nn.Module):
+    """With ``lm_prior``, a state is ``[encoder state (dim) | pooled raw LM vector (lm_dim)]`` and an item
+    vector ``[adapted vector (dim) | raw LM vector]``; ``similarity`` scores each part its own way."""
+
     lm: torch.Tensor  # [n_items, lm_dim] buffer
     trained: torch.Tensor  # [n_items, 1] buffer: 1 for items seen in training
 
@@ -76,6 +118,8 @@ class TextSeqNet(nn.Module):
         if self.ids is not None:
             nn.init.normal_(self.ids.weight, std=0.02)
         self.encoder = CausalEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
+        # initial scale 1 / temperature: the text match counts as much as the model's own cosine
+        self.prior = LMPrior(c.max_len, c.lm_prior_half_life, 1 / c.temperature) if c.lm_prior else None
         for part in c.freeze:
             module = getattr(self, part)
             if module is None:
@@ -90,8 +134,8 @@ class TextSeqNet(nn.Module):
             raise ConfigError(f"pretrained weights do not fit this model: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
 
-    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """``[n_items, d]`` (or ``[len(ids), d]``): adaptor(LM vector) [+ ID embedding of trained items;
+    def adapted(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``[n_items, dim]`` (or ``[len(ids), dim]``): adaptor(LM vector) [+ ID embedding of trained items;
         items unseen in training keep the text part only, their IDs were never learned]."""
         lm = self.lm if ids is None else self.lm[ids]
         table = self.adaptor(lm)
@@ -100,26 +144,48 @@ class TextSeqNet(nn.Module):
             table = table + idv * (self.trained if ids is None else self.trained[ids])
         return table
 
+    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The adapted vectors, followed by the unit raw LM vectors when the prior is on."""
+        table = self.adapted(ids)
+        if self.prior is None:
+            return table
+        return torch.cat([table, F.normalize(self.lm if ids is None else self.lm[ids], dim=-1)], dim=-1)
+
     def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:
         valid = batch.valid
         # adapt only the items present in the batch
         present, inverse = torch.unique(batch.tokens.clamp(min=1) - 1, return_inverse=True)
-        x = self.item_table(present)[inverse] * valid.unsqueeze(-1)
-        return self.encoder(x, valid)
+        x = self.adapted(present)[inverse] * valid.unsqueeze(-1)
+        states = self.encoder(x, valid)
+        if self.prior is None:
+            return states
+        return torch.cat([states, self.prior.pool(self.lm[present][inverse], valid)], dim=-1)
 
     def encode_queries(self, batch: SequenceBatch) -> torch.Tensor:
         return self.sequence_states(batch)[:, -1]
 
     def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        d = self.c.dim
+        s, i = states[..., :d], items[..., :d]
         if self.c.similarity == "dot":
-            return states @ items.T
-        # temperature applied to the [N, d] side: one pass less over the [N, n_items] logits
-        return (F.normalize(states, dim=-1) / self.c.temperature) @ F.normalize(items, dim=-1).T
+            logits = s @ i.T
+        else:  # temperature applied to the [N, d] side: one pass less over the [N, n_items] logits
+            logits = (F.normalize(s, dim=-1) / self.c.temperature) @ F.normalize(i, dim=-1).T
+        if self.prior is None:
+            return logits
+        # both parts are unit vectors and constants (no gradient): only the scale learns from this product
+        return logits + self.prior.scale * (states[..., d:] @ items[..., d:].T)
 
     def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        d = self.c.dim
+        s, i = states[..., :d], items[..., :d]
         if self.c.similarity == "dot":
-            return (states * items).sum(-1)
-        return (F.normalize(states, dim=-1) * F.normalize(items, dim=-1)).sum(-1) / self.c.temperature
+            sims = (s * i).sum(-1)
+        else:
+            sims = (F.normalize(s, dim=-1) * F.normalize(i, dim=-1)).sum(-1) / self.c.temperature
+        if self.prior is None:
+            return sims
+        return sims + self.prior.scale * (states[..., d:] * items[..., d:]).sum(-1)
 
 
 @register

@@ -25,6 +25,26 @@ class SequenceScorer(Protocol):
     def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor: ...
 
 
+def history_mask(batch: SequenceBatch, column_of: torch.Tensor) -> torch.Tensor:
+    """bool ``[N, C]`` over the positions that have a target (as ``_targeted``): the columns of the items
+    already in that position's prefix (itself included), except the position's own target (a repeat stays
+    learnable). ``column_of`` ``[n_items]`` maps an item to its logit column, -1 for items without one.
+
+    Evaluation never ranks a user's history items, so a softmax that leaves them out trains the model on
+    the choice it is tested on: among the items the user has not had yet."""
+    has = batch.targets >= 0
+    length = batch.tokens.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=batch.tokens.device).tril()  # [t, s]: s <= t
+    prefix = (batch.tokens[:, None, :] * causal)[has]  # [N, L] item + 1 of each position's prefix, 0 = none
+    columns = torch.where(prefix > 0, column_of[(prefix - 1).clamp(min=0)], -1)
+    n_columns = int(column_of.max()) + 1
+    mask = torch.zeros(len(prefix), n_columns + 1, dtype=torch.bool, device=prefix.device)
+    mask.scatter_(1, torch.where(columns >= 0, columns, n_columns), True)  # -1 -> a spare last column
+    own = column_of[batch.targets[has]]
+    mask[torch.arange(len(own), device=own.device), own] = False
+    return mask[:, :n_columns]
+
+
 def _targeted(model: SequenceScorer, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """States ``[N, d]`` and target items ``[N]`` at the positions that have a target."""
     states = model.sequence_states(batch)
@@ -37,13 +57,15 @@ class FullSoftmaxCE:
 
     ``candidates`` (bool ``[n_items]``, default all) limits the softmax to the items known at training
     time. Items that never occur in training would otherwise only ever be pushed down, and a text-based
-    model would learn to bury exactly the new items it exists to recommend.
+    model would learn to bury exactly the new items it exists to recommend. ``mask_history`` leaves each
+    position's prefix items out of its softmax (see ``history_mask``).
     """
 
     name = "ce"
 
-    def __init__(self, candidates: np.ndarray | None = None):
+    def __init__(self, candidates: np.ndarray | None = None, mask_history: bool = False):
         self.keep = self.position = None
+        self.mask_history = mask_history
         if candidates is not None and not np.all(candidates):
             candidates = np.asarray(candidates, dtype=bool)
             # the softmax runs over the candidates' columns only (a target's column is its position among
@@ -56,9 +78,14 @@ class FullSoftmaxCE:
     def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
         states, targets = _targeted(model, batch)
         if self.keep is None or self.position is None:
-            return F.cross_entropy(model.similarity(states, model.item_table()).float(), targets)
-        logits = model.similarity(states, model.item_table(self.keep.to(states.device))).float()
-        return F.cross_entropy(logits, self.position.to(targets.device)[targets])  # targets are training items
+            logits = model.similarity(states, model.item_table()).float()
+            column_of = torch.arange(logits.shape[1], device=targets.device)
+        else:
+            logits = model.similarity(states, model.item_table(self.keep.to(states.device))).float()
+            column_of = self.position.to(targets.device)
+        if self.mask_history:
+            logits = logits.masked_fill(history_mask(batch, column_of), float("-inf"))
+        return F.cross_entropy(logits, column_of[targets])  # targets are training items
 
 
 class _Sampler:
@@ -139,19 +166,26 @@ class InBatchSoftmax:
     ``seq_weight > 0`` adds the sequence-sequence contrastive term: two views of every sequence (a
     random ``item_drop`` share of its items removed, plus dropout) must recognise each other among the
     batch's other sequences (InfoNCE on the last states, at the model's similarity).
+    ``mask_history`` leaves each position's prefix items out of its candidates (see ``history_mask``).
     """
 
     name = "inbatch"
 
-    def __init__(self, seq_weight: float = 0.0, item_drop: float = 0.2):
+    def __init__(self, seq_weight: float = 0.0, item_drop: float = 0.2, mask_history: bool = False):
         if seq_weight < 0 or not 0 <= item_drop < 1:
             raise ConfigError(f"seq_weight must be >= 0 and item_drop in [0, 1), got {seq_weight}, {item_drop}")
-        self.seq_weight, self.item_drop = seq_weight, item_drop
+        self.seq_weight, self.item_drop, self.mask_history = seq_weight, item_drop, mask_history
 
     def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
         states, targets = _targeted(model, batch)
         candidates, label = torch.unique(targets, return_inverse=True)
         logits = model.similarity(states, model.item_table(candidates)).float()
+        if self.mask_history:
+            # items of the batch that are no candidate have no column
+            n_items = max(int(batch.tokens.max()), int(targets.max()) + 1)  # tokens hold item + 1
+            column_of = torch.full((n_items,), -1, device=targets.device)
+            column_of[candidates] = torch.arange(len(candidates), device=targets.device)
+            logits = logits.masked_fill(history_mask(batch, column_of), float("-inf"))
         loss = F.cross_entropy(logits, label)
         if self.seq_weight > 0:
             loss = loss + self.seq_weight * self._seq_seq(model, batch)
@@ -172,11 +206,14 @@ class InBatchSoftmax:
 LOSSES = ("ce", "sampled_softmax", "bpr", "bce", "inbatch")
 
 
-def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None = None):
+def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None = None, mask_history: bool = False):
     """The loss object for a config name. ``probs``: the negative-sampling distribution over items; its
-    zeros mark items no loss may use as a negative (full softmax included)."""
+    zeros mark items no loss may use as a negative (full softmax included). ``mask_history``: softmax losses
+    leave each position's prefix items out (``history_mask``)."""
+    if mask_history and name not in ("ce", "inbatch"):
+        raise ConfigError(f"mask_history works with the softmax losses ce and inbatch, not {name!r}")
     if name == "ce":
-        return FullSoftmaxCE(None if probs is None else probs > 0)
+        return FullSoftmaxCE(None if probs is None else probs > 0, mask_history)
     if name == "sampled_softmax":
         return SampledSoftmax(n_items, negatives, probs)
     if name == "bpr":
@@ -184,5 +221,5 @@ def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None 
     if name == "bce":
         return BCELoss(n_items, negatives, probs)
     if name == "inbatch":
-        return InBatchSoftmax()
+        return InBatchSoftmax(mask_history=mask_history)
     raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

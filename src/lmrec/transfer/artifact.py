@@ -66,10 +66,12 @@ class PretrainedArtifact:
 
     def check_compatible(self, config: dict[str, Any], encoder_fingerprint: str) -> None:
         """Refuse a target model whose architecture or text encoder differs from the pretrained one."""
-        from lmrec.models.textseq import ARCHITECTURE_KEYS
+        from lmrec.models.textseq import ARCHITECTURE_KEYS, TextSeqRecConfig
 
-        differ = [f"{k}: pretrained {self.config.get(k)!r}, now {config.get(k)!r}"
-                  for k in ARCHITECTURE_KEYS if self.config.get(k) != config.get(k)]
+        # a key added after the artifact was made held its default value then
+        pretrained = {k: self.config.get(k, TextSeqRecConfig.model_fields[k].default) for k in ARCHITECTURE_KEYS}
+        differ = [f"{k}: pretrained {pretrained[k]!r}, now {config.get(k)!r}"
+                  for k in ARCHITECTURE_KEYS if pretrained[k] != config.get(k)]
         if differ:
             raise ConfigError("the model does not match the pretrained artifact (" + "; ".join(differ) +
                               "); leave these keys at the artifact's values")

@@ -78,8 +78,8 @@ def pretrain(datasets: list[str], params: dict[str, Any] | None = None, out: str
     windows = [SequenceWindows(_shifted(d.split.train.sequences(), int(off)), c.max_len, c.batch_size, c.windows, c.seed)
                for d, off in zip(domains, offsets)]
     data = MultiDomainWindows(windows, c.batch_size, c.seed, c.batch_domains)
-    loss = (InBatchSoftmax(c.seq_weight, c.item_drop) if c.loss == "inbatch"
-            else make_loss(c.loss, len(counts), c.negatives, counts.astype(np.float64)))
+    loss = (InBatchSoftmax(c.seq_weight, c.item_drop, c.mask_history) if c.loss == "inbatch"
+            else make_loss(c.loss, len(counts), c.negatives, counts.astype(np.float64), c.mask_history))
     views = [domain_model(net, d, model_config) for d in domains]
     rng = np.random.default_rng(c.seed)
     evaluators = [Evaluator(d.split, "valid", ks=(10, 20), users=_sample(d.split.users("valid"), c.valid_users, rng))
@@ -120,7 +120,7 @@ def domain_model(net: TextSeqNet, domain: Domain, config: TextSeqRecConfig) -> T
     train = domain.split.train
     counts = np.bincount(train.item, minlength=domain.n_items)
     view = TextSeqNet(domain.vectors, counts > 0, model.config)
-    view.adaptor, view.encoder = net.adaptor, net.encoder
+    view.adaptor, view.encoder, view.prior = net.adaptor, net.encoder, net.prior
     model.net_ = view
     model.inputs_ = {"lm": domain.vectors, "has_text": np.abs(domain.vectors).sum(1) > 0}
     model.popularity_ = counts.astype(np.float32)
