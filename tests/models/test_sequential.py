@@ -130,7 +130,7 @@ def test_lm_prior_adds_the_scaled_text_match_of_the_recency_pooled_history():
     c = TextSeqRecConfig(dim=8, heads=2, layers=1, max_len=4, dropout=0, adaptor_dropout=0, lm_prior=True)
     net = TextSeqNet(lm, np.ones(4, dtype=bool), c).eval()
     with torch.no_grad():
-        net.prior.log_scale.fill_(math.log(2.0))
+        net.prior.raw_scale.fill_(math.log(2.0) / net.prior.GAIN)
     batch = query_batch([np.array([0, 1, 2]), np.array([2])], max_len=4)  # second row left-padded
     with torch.no_grad():
         states, table = net.sequence_states(batch), net.item_table()

@@ -233,7 +233,7 @@ def test_lm_prior_is_pretrained_transferred_and_checked(base, home, tmp_path):
     art = PretrainedArtifact.load(prior_out)
     tgt = Target("gamma", art, data_dir=home)
     model, _ = transfer(prior_out, "gamma", "zero-shot", prepared_target=tgt)
-    assert torch.equal(model.net_.prior.log_scale.detach(), art.weights["prior.log_scale"])
+    assert torch.equal(model.net_.prior.raw_scale.detach(), art.weights["prior.raw_scale"])
     # adapter tuning also retunes the prior's weight on the target (one parameter)
     adaptor = sum(v.numel() for k, v in art.weights.items() if k.startswith("adaptor."))
     norms = sum(v.numel() for k, v in art.weights.items() if k.startswith("encoder.") and "norm" in k)

@@ -80,17 +80,22 @@ class LMPrior(nn.Module):
 
     decay: torch.Tensor  # [max_len, max_len] buffer
 
+    # The scale is learned in log space, stored divided by this gain: Adam moves a parameter by about lr per
+    # step, so the stored value moves the log-scale GAIN times faster. At the sequence model's lr (2e-3) the
+    # unscaled log-scale could change by at most ~0.3 over a typical fine-tuning run and was still falling at
+    # that top speed when pretraining stopped (14.3 -> 10.0 on Amazon), i.e. the lr, not the data, set it.
+    GAIN = 10.0
+
     def __init__(self, max_len: int, half_life: float, scale: float):
         super().__init__()
-        # learned in log space: Adam's steps of ~lr are then relative changes, whatever the scale's size
-        self.log_scale = nn.Parameter(torch.tensor(float(scale)).log())
+        self.raw_scale = nn.Parameter(torch.tensor(float(scale)).log() / self.GAIN)  # scale = exp(GAIN * raw)
         age = torch.arange(max_len)[:, None] - torch.arange(max_len)[None, :]  # t - s
         decay = torch.where(age >= 0, 0.5 ** (age.clamp(min=0) / half_life), torch.zeros(()))
         self.register_buffer("decay", decay.float(), persistent=False)
 
     @property
     def scale(self) -> torch.Tensor:
-        return self.log_scale.exp()
+        return (self.raw_scale * self.GAIN).exp()
 
     def pool(self, lm: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``lm`` ``[B, L, e]`` raw vectors of the sequence, ``valid`` ``[B, L]`` -> ``[B, L, e]`` unit vectors."""
