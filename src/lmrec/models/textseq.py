@@ -82,8 +82,8 @@ class LMPrior(nn.Module):
 
     # The scale is learned in log space, stored divided by this gain: Adam moves a parameter by about lr per
     # step, so the stored value moves the log-scale GAIN times faster. At the sequence model's lr (2e-3) the
-    # unscaled log-scale could change by at most ~0.3 over a typical fine-tuning run and was still falling at
-    # that top speed when pretraining stopped (14.3 -> 10.0 on Amazon), i.e. the lr, not the data, set it.
+    # unscaled log-scale can change by at most ~0.3 in a short fine-tuning run, too little to switch the
+    # prior off on a target where it misleads (the planted next-kind test needs a factor of ~200).
     GAIN = 10.0
 
     def __init__(self, max_len: int, half_life: float, scale: float):
