@@ -4,8 +4,9 @@ Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py twotower [--datasets movielens-100k,amazon-scientific] [--modes frozen,lora,full]
         [--valid-users 1000] [--no-reference]
     python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
-    python bench/lm_finetune.py rerank [--retrievers ease] [--reranker cross-encoder] [--rerank-k 100]
-        [--rerank-train-rows N] [--rerank-weight W]   (the same as `lmrec bench --dataset movielens-1m-collm --rerank ...`)
+    python bench/lm_finetune.py rerank [--dataset movielens-1m-collm] [--retrievers ease] [--reranker cross-encoder]
+        [--rerank-k 100] [--rerank-train-rows N] [--rerank-weight W]   (the same as `lmrec bench --rerank ...`;
+        CTR rerankers need a labelled dataset, relevance-mlp runs on any)
     python bench/lm_finetune.py table   (markdown tables of the results file)
 Options: --set key=value (twotower / ctr: every model of the run; rerank: the reranker), --device.
 
@@ -102,9 +103,9 @@ def ctr(args: argparse.Namespace) -> None:
 
 
 def rerank(args: argparse.Namespace) -> None:
-    """`lmrec bench --rerank`: retrievers alone and followed by the CTR reranker on their top k."""
+    """`lmrec bench --rerank`: retrievers alone and followed by the reranker on their top k."""
     sets = {args.reranker: parse_options(args.set)} if args.set else {}
-    run = leaderboard("movielens-1m-collm", args.retrievers.split(","), ks=(10, 20), params=sets,
+    run = leaderboard(args.dataset, args.retrievers.split(","), ks=(10, 20), params=sets,
                       rerank=Rerank(args.reranker, args.rerank_k, args.rerank_train_rows, args.rerank_weight))
     metrics = json.loads((run.run_dir / "metrics.json").read_text())["models"]
     records = []
@@ -113,8 +114,11 @@ def rerank(args: argparse.Namespace) -> None:
         # "rerank@k": the reranker's order alone (weight 1); "fused": the weight chosen on validation
         mode = "retriever" if not reranked else f"rerank@{args.rerank_k}" + (" fused" if args.rerank_weight is None else
                                                                             f" weight {args.rerank_weight}")
-        records.append({"dataset": "movielens-1m-collm", "model": name, "mode": mode, "rerank_weight": m.get("rerank_weight"),
-                        "train_samples": args.rerank_train_rows if reranked else None,
+        # what the reranker was trained on: labelled CTR rows, or candidate lists (relevance-mlp)
+        samples = m.get("rerank_train_rows", m.get("rerank_train_lists")) if reranked else None
+        records.append({"dataset": args.dataset, "model": name, "mode": mode, "rerank_weight": m.get("rerank_weight"),
+                        "train_samples": samples, "rerank_valid_best_weight": m.get("rerank_valid_best_weight"),
+                        "rerank_valid_p": m.get("rerank_valid_p"), "rerank_fit_seconds": m.get("rerank_fit_s"),
                         "metrics": {k: round(m["means"][k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
                         "rerank_ms_per_user": round(m.get("rerank_ms_per_user", 0.0), 1), "users": m["users"],
                         "train_seconds": round(m["fit_seconds"], 1), "settings": args.set, "device": args.device,
@@ -123,13 +127,18 @@ def rerank(args: argparse.Namespace) -> None:
     merge(records)
 
 
+def _is_rerank(record: dict[str, Any]) -> bool:
+    """Two-stage records (any dataset) carry the reranking latency."""
+    return "rerank_ms_per_user" in record
+
+
 def table(args: argparse.Namespace) -> None:
     """Markdown tables of bench/results/lm_finetune.json (what docs/benchmarks.md shows)."""
     records = json.loads(RESULTS.read_text())
     print("| dataset | model | mode | recall@10 | ndcg@10 | ndcg@20 | trainable params | epochs | train s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in records:
-        if r["dataset"] != "movielens-1m-collm":
+        if r["dataset"] != "movielens-1m-collm" and not _is_rerank(r):
             m = r["metrics"]
             print(f"| {r['dataset']} | {r['model']} | {r['mode']} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | "
                   f"{m['ndcg@20']:.4f} | {r['trainable_params']:,} | {r['epochs']} | {r['train_seconds']:.0f} |")
@@ -141,15 +150,15 @@ def table(args: argparse.Namespace) -> None:
         cells = {r["train_samples"]: r for r in ctr_rows if r["model"] == model}
         print(f"| {model} | " + " | ".join(f"{cells[n]['metrics']['auc']:.4f} ({cells[n]['train_seconds']:.0f} s)"
                                            if n in cells else "not run" for n in sizes) + " |")
-    print("\n| pipeline | reranker weight | recall@10 | ndcg@10 | ndcg@20 | rerank ms / user | users |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n| dataset | pipeline | reranker weight | recall@10 | ndcg@10 | ndcg@20 | rerank ms / user | users |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in records:
-        if r["dataset"] == "movielens-1m-collm" and "ndcg@10" in r["metrics"]:
+        if _is_rerank(r):
             m = r["metrics"]
             # records before rank fusion existed used the reranker's order alone (weight 1)
             weight = "-" if r["mode"] == "retriever" else r.get("rerank_weight", 1.0)
             weight = f"{weight} (chosen on valid)" if r["mode"].endswith("fused") else weight
-            print(f"| {r['model']} | {weight} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['ndcg@20']:.4f} | "
+            print(f"| {r['dataset']} | {r['model']} | {weight} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['ndcg@20']:.4f} | "
                   f"{r['rerank_ms_per_user']:.1f} | {r['users']} |")
 
 
@@ -163,6 +172,7 @@ def main() -> None:
                         help="skip the frozen LMContent reference (already recorded)")
     parser.add_argument("--samples", default="64,256,1024,all")
     parser.add_argument("--models", default="id-fm,frozen-mlp,cross-encoder")
+    parser.add_argument("--dataset", default="movielens-1m-collm", help="rerank: the dataset")
     parser.add_argument("--retrievers", default="ease", help="rerank: models whose top k is reranked")
     parser.add_argument("--reranker", default="cross-encoder")
     parser.add_argument("--rerank-k", type=int, default=100)

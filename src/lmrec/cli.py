@@ -138,12 +138,14 @@ def bench(
     set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set ease.l2=100 (repeatable)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written."),
     html: bool = typer.Option(False, "--html", help="Also write report.html."),
-    rerank: Optional[str] = typer.Option(None, help="Also evaluate each model with this CTR reranker on its top "
-                                         "--rerank-k (id-fm | frozen-mlp | cross-encoder; needs a labelled dataset "
-                                         "such as movielens-1m-collm). Options: --set cross-encoder.epochs=1."),
+    rerank: Optional[str] = typer.Option(None, help="Also evaluate each model with this reranker on its top "
+                                         "--rerank-k: a CTR model (id-fm | frozen-mlp | cross-encoder; needs a "
+                                         "labelled dataset such as movielens-1m-collm) or relevance-mlp (trained on "
+                                         "each model's own candidates; any dataset). Options: "
+                                         "--set cross-encoder.epochs=1."),
     rerank_k: int = typer.Option(100, help="Candidates per user the reranker reorders."),
-    rerank_train_rows: Optional[int] = typer.Option(None, help="Fit the reranker on a stratified sample of this "
-                                                    "many labelled train rows (default: all)."),
+    rerank_train_rows: Optional[int] = typer.Option(None, help="Fit a CTR reranker on a stratified sample of "
+                                                    "this many labelled train rows (default: all)."),
     rerank_weight: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Reranker's share of the fused rank of the candidates: 1 = the reranker's "
         "order alone, 0 = the retriever's (default: chosen per model on the valid users, grid 0, 0.1, ..., 1)."),

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lmrec.artifacts import new_run_dir, write_config
-from lmrec.ctr import CTRModel, Reranked, create_ctr, ctr_examples
+from lmrec.ctr import CTRModel, RelevanceMLP, Reranked, create_reranker, ctr_examples
 from lmrec.data import PrepareConfig, Prepared, get_spec, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
 from lmrec.data.stats import interaction_stats
@@ -68,16 +68,18 @@ DEMO_QUERY = "sci-fi about time travel, not horror"
 
 @dataclass
 class Rerank:
-    """Two-stage evaluation: a CTR model (``lmrec.ctr``), fitted once on the split's labelled train rows
-    (validated on its valid rows), reorders the top ``k`` of every leaderboard model; each pipeline is
-    a row of its own, named ``MODEL+RERANKER@k``. Needs a labelled, timed dataset (e.g. movielens-1m-collm).
+    """Two-stage evaluation: a reranker reorders the top ``k`` of every leaderboard model; each pipeline is
+    a row of its own, named ``MODEL+RERANKER@k``. A CTR model (``lmrec.ctr``: id-fm, frozen-mlp,
+    cross-encoder) is fitted once on the split's labelled train rows (validated on its valid rows) and
+    needs a labelled, timed dataset (e.g. movielens-1m-collm); ``relevance-mlp`` is fitted per retriever on
+    that retriever's candidate lists from the train part (``lmrec.ctr.relevance``) and works on any dataset.
     The candidates' order fuses the reranker's and the retriever's ranks (``lmrec.ctr.rerank``): ``weight``
     1 is the reranker's order alone, 0 the retriever's; None picks it per pipeline on the valid users (0 unless
     the best weight's gain there is significant, see ``Reranked.fit_weight``)."""
 
     model: str = "cross-encoder"
     k: int = 100
-    train_rows: int | None = None  # a stratified sample of the labelled train rows (None = all)
+    train_rows: int | None = None  # CTR rerankers: a stratified sample of the labelled train rows (None = all)
     weight: float | None = None  # reranker's share of the fused rank; None = chosen on validation
 
 
@@ -108,10 +110,14 @@ def leaderboard(
     prepared = prepare(config, data_dir=data_dir)
     evaluator = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items))
     built = [(name, create(name, **params.get(name, {}))) for name in models]  # config errors before any work
-    reranker = create_ctr(rerank.model, **params.get(rerank.model, {})) if rerank else None
-    if rerank and prepared.split.train.label is None:
-        raise ConfigError(f"--rerank trains a CTR model on like / dislike labels, and {prepared.name} has no labels; "
-                          "use a labelled dataset such as movielens-1m-collm")
+    reranker = create_reranker(rerank.model, **params.get(rerank.model, {})) if rerank else None
+    if rerank is not None and isinstance(reranker, CTRModel) and prepared.split.train.label is None:
+        raise ConfigError(f"--rerank {rerank.model} trains a CTR model on like / dislike labels, and {prepared.name} "
+                          f"has no labels; use a labelled dataset such as movielens-1m-collm, or --rerank "
+                          f"{RelevanceMLP.name} (trained on the retriever's candidates)")
+    if rerank is not None and isinstance(reranker, RelevanceMLP) and rerank.train_rows is not None:
+        raise ConfigError(f"--rerank-train-rows samples labelled CTR rows; {RelevanceMLP.name} trains on candidate "
+                          f"lists (set {RelevanceMLP.name}.holdout to change how many)")
     # models trained for epochs stop early on the valid part (never on test)
     validation = (Evaluator(prepared.split, "valid", ks=tuple(sorted({*ks, 10})))  # 10: the default monitor
                   if any(m.uses_validation for _, m in built) else None)
@@ -123,7 +129,7 @@ def leaderboard(
         logger.info("fitted %s in %.2fs", name, timings[name]["fit_s"])
         results.append(evaluator.evaluate(model, name=name))
     if rerank is not None and reranker is not None:
-        results += _reranked(prepared, evaluator, built, reranker, rerank, timings)
+        results += _reranked(prepared, evaluator, built, reranker, rerank, timings, params.get(rerank.model, {}))
     table = leaderboard_frame(results, timings)
     best = max(results, key=lambda r: r.means()[f"ndcg@{min(ks)}"])
     significance = [compare(best, r, f"ndcg@{min(ks)}") | {"a": best.model, "b": r.model}
@@ -156,17 +162,31 @@ def leaderboard(
     return LeaderboardRun(run_dir, table, results, significance, report)
 
 
-def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, Any]], reranker: CTRModel,
-              rerank: Rerank, timings: dict[str, dict[str, float]]) -> list[EvalResult]:
-    """Fit the reranker once, then evaluate every fitted model with it on top (see ``Rerank``)."""
-    train = ctr_examples(prepared.split, "train").sample(rerank.train_rows)
-    started = time.perf_counter()
-    reranker.fit(train, prepared.items, ctr_examples(prepared.split, "valid"))
-    fit_s = time.perf_counter() - started
-    logger.info("fitted reranker %s on %d rows in %.2fs", rerank.model, len(train), fit_s)
+def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, Any]],
+              reranker: CTRModel | RelevanceMLP, rerank: Rerank, timings: dict[str, dict[str, float]],
+              params: dict[str, Any]) -> list[EvalResult]:
+    """Fit the reranker (a CTR model once; a relevance reranker per retriever, on its own candidates), then
+    evaluate every fitted model with it on top (see ``Rerank``)."""
+    fit_s, trained_on = 0.0, {}
+    if isinstance(reranker, CTRModel):
+        train = ctr_examples(prepared.split, "train").sample(rerank.train_rows)
+        started = time.perf_counter()
+        reranker.fit(train, prepared.items, ctr_examples(prepared.split, "valid"))
+        fit_s = time.perf_counter() - started
+        trained_on = {"rerank_train_rows": len(train)}
+        logger.info("fitted reranker %s on %d rows in %.2fs", rerank.model, len(train), fit_s)
     valid = Evaluator(prepared.split, "valid", ks=(10,))
     results = []
     for name, model in built:
+        if isinstance(reranker, RelevanceMLP):
+            reranker = RelevanceMLP(**params)  # each retriever's candidates train their own reranker
+            started = time.perf_counter()
+            reranker.fit(model, prepared.split.train, prepared.items, rerank.k)
+            fit_s = time.perf_counter() - started
+            assert reranker.list_stats_ is not None
+            trained_on = {"rerank_train_lists": reranker.list_stats_.lists,
+                          "rerank_list_hit_rate": reranker.list_stats_.hit_rate}
+            logger.info("fitted reranker %s on %s's candidates in %.2fs", rerank.model, name, fit_s)
         two_stage = Reranked(model, reranker, rerank.k, weight=1.0 if rerank.weight is None else rerank.weight)
         chosen = {}
         if rerank.weight is None:
@@ -182,7 +202,7 @@ def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, A
         # fit: retriever + reranker; the reranking cost per user is what the second stage adds at serving time
         timings[two_stage.name] = {"fit_s": timings[name]["fit_s"] + fit_s,
                                    "rerank_ms_per_user": 1000 * two_stage.seconds_per_user,
-                                   "rerank_weight": two_stage.weight, **chosen}
+                                   "rerank_weight": two_stage.weight, "rerank_fit_s": fit_s, **trained_on, **chosen}
     return results
 
 

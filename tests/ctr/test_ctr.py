@@ -112,6 +112,21 @@ def test_cross_encoder_tuning_counts(bert, tuning, expected):
     assert model.trainable_params_ == counts[expected]
 
 
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_cross_encoder_head_learns_at_its_own_rate(bert, tuning):
+    from lmrec.train import Trainer
+
+    split, items = colour_ctr(n_users=8, per_user=5)
+    model = CrossEncoderCTR(encoder=str(bert), tuning=tuning, lr=1e-5, head_lr=1e-3, epochs=1).fit(
+        ctr_examples(split, "train"), items)
+    net = model.encoder_
+    head = {id(p) for n, p in net.named_parameters() if "classifier" in n and p.requires_grad}
+    assert head
+    lrs = {id(p): g["lr"] for g in Trainer(model.config)._optimizer(net).param_groups for p in g["params"]}
+    assert len(lrs) == sum(p.requires_grad for p in net.parameters())
+    assert all(lr == pytest.approx(1e-3 if key in head else 1e-5) for key, lr in lrs.items())
+
+
 def test_frozen_encoder_mlp_runs_on_the_hashing_encoder():
     split, items = colour_ctr()
     train, test = ctr_examples(split, "train"), ctr_examples(split, "test")
@@ -277,5 +292,5 @@ def test_bench_rerank_needs_a_labelled_dataset(tmp_path):
     fixtures.write_ml100k(tmp_path / "movielens-100k")
     with pytest.raises(ConfigError, match="no labels"):
         leaderboard("movielens-100k", ["pop"], rerank=Rerank("id-fm"), data_dir=tmp_path, runs_dir=tmp_path / "runs")
-    with pytest.raises(ConfigError, match="unknown CTR model 'gbdt'"):
+    with pytest.raises(ConfigError, match="unknown reranker 'gbdt'"):
         leaderboard("movielens-100k", ["pop"], rerank=Rerank("gbdt"), data_dir=tmp_path, runs_dir=tmp_path / "runs")

@@ -18,13 +18,14 @@ class CTRExamples:
     labels: np.ndarray  # float32 [n], 1 = like
     histories: list[np.ndarray]  # per row: liked items strictly before the row's time, oldest first
     n_users: int  # size of the split's user id map
+    ranks: np.ndarray | None = None  # int64 [n]: the candidate's rank in a retriever's list (0 = best), if any
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def take(self, rows: np.ndarray) -> CTRExamples:
         return CTRExamples(self.users[rows], self.items[rows], self.labels[rows], [self.histories[r] for r in rows],
-                           self.n_users)
+                           self.n_users, None if self.ranks is None else self.ranks[rows])
 
     def sample(self, n: int | None, seed: int = 0) -> CTRExamples:
         """``n`` random rows (all when ``n`` is None or at least the size), keeping both labels present."""

@@ -213,6 +213,8 @@ class CrossEncoderConfig(CTRConfig):
     lora_alpha: float = Field(16.0, gt=0)
     lora_targets: list[str] | None = None
     top_k: int = Field(2, ge=1)
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the new classification head "
+                                  "(None = lr); a random head barely moves at a fine-tuning lr in a few steps")
     history_items: int = Field(10, ge=0, description="liked history titles in the input, most recent first")
     max_length: int = Field(160, ge=16)
 
@@ -241,7 +243,9 @@ class _CrossEncoder(nn.Module):
 
             self.model = get_peft_model(self.model, LoraConfig(task_type="SEQ_CLS", r=c.lora_rank, lora_alpha=c.lora_alpha,
                                                                target_modules=c.lora_targets))
-            return  # peft trains the adapters and the classification head (modules_to_save)
+            # peft trains the adapters and the classification head (modules_to_save)
+            _head_lr(c, [p for n, p in self.model.named_parameters() if p.requires_grad and "lora_" not in n])
+            return
         self.model.requires_grad_(c.tuning == "full")
         if c.tuning == "top-k":
             layers = transformer_layers(getattr(self.model, prefix))
@@ -251,9 +255,17 @@ class _CrossEncoder(nn.Module):
                 layer.requires_grad_(True)
         for module in head:  # the new head always trains (with 'frozen' this is a linear probe)
             module.requires_grad_(True)
+            _head_lr(c, list(module.parameters()))
 
     def forward(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits.squeeze(-1)
+
+
+def _head_lr(c: CrossEncoderConfig, params: list[nn.Parameter]) -> None:
+    """Let the head's parameters learn at ``head_lr`` (the Trainer's optimiser reads ``lr_scale``)."""
+    if c.head_lr is not None:
+        for p in params:
+            p.lr_scale = c.head_lr / c.lr  # type: ignore[attr-defined]
 
 
 class CrossEncoderCTR(CTRModel):

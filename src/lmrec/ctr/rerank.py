@@ -1,8 +1,9 @@
-"""Two-stage recommendation: a retriever proposes candidates, a CTR model reorders them.
+"""Two-stage recommendation: a retriever proposes candidates, a second model reorders them.
 
 ``Reranked(retriever, reranker, k=100, weight=1.0)`` is a scorer the Evaluator takes like any model: for
 each user the retriever's top ``k`` items (history excluded) are re-scored by the reranker (a fitted
-``CTRModel``, e.g. the cross-encoder) and placed above every other item; the rest keep the retriever's
+``CTRModel`` such as the cross-encoder, or a ``RelevanceMLP`` trained on the retriever's own candidates,
+see ``lmrec.ctr.relevance``) and placed above every other item; the rest keep the retriever's
 order below them. The candidates' order is a weighted rank fusion: ``weight * reranker rank + (1 - weight)
 * retriever rank`` (ties to the retriever's order), so ``weight=1`` is the reranker's order alone and
 ``weight=0`` the retriever's. Why fuse: a CTR model trained on like / dislike labels knows which watched
@@ -16,16 +17,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from lmrec.ctr.data import CTRExamples
-from lmrec.ctr.models import CTRModel
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # 0.0, 0.1, ..., 1.0
+
+
+class CandidateScorer(Protocol):
+    """What a reranker offers: a name and scores for candidate rows (only their order is used). Rows carry
+    the user, candidate, recent history and the candidate's rank in the retriever's list."""
+
+    name: str
+
+    def predict(self, examples: CTRExamples) -> np.ndarray: ...
 
 
 @dataclass
@@ -40,9 +49,14 @@ class WeightChoice:
 
 
 class Reranked:
-    def __init__(self, retriever: Any, reranker: CTRModel, k: int = 100, max_history: int = 20, weight: float = 1.0):
+    def __init__(self, retriever: Any, reranker: CandidateScorer, k: int = 100, max_history: int = 20,
+                 weight: float = 1.0):
         if k < 1:
             raise ConfigError(f"rerank k must be positive, got {k}")
+        trained_k = getattr(reranker, "k_", 0)  # a relevance reranker knows ranks up to its training lists' size
+        if trained_k and k > trained_k:
+            raise ConfigError(f"reranker {reranker.name!r} was trained on the retriever's top {trained_k}; "
+                              f"rerank k={k} would show it ranks it never saw (use k <= {trained_k})")
         self.retriever, self.reranker, self.k, self.max_history = retriever, reranker, k, max_history
         self.weight = _check_weight(weight)
         self.name = f"{getattr(retriever, 'name', 'retriever')}+{reranker.name}@{k}"
@@ -62,7 +76,7 @@ class Reranked:
         masked = scores.copy()
         masked[queries.history.nonzero()] = -np.inf  # candidates never include the history
         k = min(self.k, scores.shape[1])
-        top = _top_k(masked, k)  # column j holds the retriever's rank j
+        top = top_candidates(masked, k)  # column j holds the retriever's rank j
         probs = self._reranker_probs(queries, top)
         reranker_rank = np.argsort(np.argsort(-probs, axis=1, kind="stable"), axis=1)
         retriever_rank = np.broadcast_to(np.arange(k), top.shape)
@@ -115,16 +129,18 @@ class Reranked:
             k = top.shape[1]
             rows = np.repeat(missing, k)
             ex = CTRExamples(queries.users[rows], top[missing].ravel(), np.zeros(len(rows), dtype=np.float32),
-                             [histories[r] for r in rows], int(queries.users.max()) + 1)
+                             [histories[r] for r in rows], int(queries.users.max()) + 1,
+                             ranks=np.tile(np.arange(k), len(missing)))
             probs = self.reranker.predict(ex).reshape(len(missing), k)
             for r, p in zip(missing, probs):
                 self._probs[keys[r]] = p
         return np.stack([self._probs[key] for key in keys]) if keys else np.zeros(top.shape, dtype=np.float32)
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+def top_candidates(scores: np.ndarray, k: int) -> np.ndarray:
     """``[B, k]`` item indices of each row's ``k`` best scores, best first, ties to the smaller index (the
-    Evaluator's order, so weight 0 reproduces the retriever's ranking exactly)."""
+    Evaluator's order, so weight 0 reproduces the retriever's ranking exactly). Rows need ``k`` finite
+    scores for the candidates to exclude every ``-inf`` (masked) item."""
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
     above, tied = scores > kth, scores == kth
     need = k - above.sum(1, keepdims=True)

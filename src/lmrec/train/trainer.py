@@ -119,15 +119,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ pieces
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        # No weight decay on biases, norms and embeddings' padding rows: decay only matrices.
+        # No weight decay on biases, norms and embeddings' padding rows: decay only matrices. A parameter
+        # may carry an ``lr_scale`` attribute (e.g. a freshly initialised head beside a pretrained body):
+        # its group learns at ``lr * lr_scale``; the schedule scales every group alike.
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             raise ConfigError("nothing to train: every parameter of the model is frozen")
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.config.lr)
+        groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+        for p in params:
+            groups.setdefault((p.ndim >= 2, float(getattr(p, "lr_scale", 1.0))), []).append(p)
+        return torch.optim.AdamW([{"params": ps, "weight_decay": self.config.weight_decay if decay else 0.0,
+                                   "lr": self.config.lr * scale} for (decay, scale), ps in groups.items()],
+                                 lr=self.config.lr)
 
     def _schedule(self, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
         c = self.config
