@@ -4,7 +4,7 @@ Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py twotower [--datasets movielens-100k,amazon-scientific] [--modes frozen,lora,full]
         [--valid-users 1000] [--no-reference]
     python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
-    python bench/lm_finetune.py rerank [--dataset movielens-1m-collm] [--retrievers ease] [--reranker cross-encoder]
+    python bench/lm_finetune.py rerank [--dataset movielens-1m-collm] [--split loo] [--retrievers ease] [--reranker cross-encoder]
         [--rerank-k 100] [--rerank-train-rows N] [--rerank-weight W]   (the same as `lmrec bench --rerank ...`;
         CTR rerankers need a labelled dataset, relevance-mlp runs on any)
     python bench/lm_finetune.py table   (markdown tables of the results file)
@@ -14,7 +14,7 @@ two-tower: TwoTowerLM (MiniLM) per tuning mode vs the frozen-encoder LMContent m
 ranking, early stopping on valid. ctr: movielens-1m-collm time split, test AUC / log-loss per training
 sample size (stratified samples of the train rows; validation on a fixed sample of valid rows).
 Records are merged into bench/results/lm_finetune.json, replacing those of the same
-(dataset, model, mode, train_samples, device).
+(dataset, split, model, mode, train_samples, device).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from lmrec.cli import parse_options
 from lmrec.ctr import CTR_MODELS, ctr_examples
@@ -47,7 +48,7 @@ def machine() -> str:
 
 
 def merge(records: list[dict[str, Any]]) -> None:
-    key = ("dataset", "model", "mode", "train_samples", "device")
+    key = ("dataset", "split", "model", "mode", "train_samples", "device")
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     new = {tuple(r.get(k) for k in key) for r in records}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,10 @@ def ctr(args: argparse.Namespace) -> None:
             model.fit(train.sample(n), p.items, valid)
             seconds = time.perf_counter() - started
             m = model.evaluate(test)
-            record = {"dataset": "movielens-1m-collm", "model": name, "mode": getattr(model.config, "tuning", "-"),
+            mode = getattr(model.config, "tuning", "-")
+            if getattr(model.config, "head_lr", None) is not None:
+                mode += f", head_lr {model.config.head_lr:g}"  # its own row: kept beside the plain runs
+            record = {"dataset": "movielens-1m-collm", "model": name, "mode": mode,
                       "train_samples": n or len(train), "metrics": {k: round(v, 4) for k, v in m.items()},
                       "trainable_params": model.trainable_params_, "train_seconds": round(seconds, 1),
                       "steps": model.train_result_.steps if model.train_result_ else 0, "settings": args.set,
@@ -105,9 +109,11 @@ def ctr(args: argparse.Namespace) -> None:
 def rerank(args: argparse.Namespace) -> None:
     """`lmrec bench --rerank`: retrievers alone and followed by the reranker on their top k."""
     sets = {args.reranker: parse_options(args.set)} if args.set else {}
-    run = leaderboard(args.dataset, args.retrievers.split(","), ks=(10, 20), params=sets,
+    dataset = PrepareConfig(dataset=args.dataset, split=args.split)  # split None: the dataset's default
+    run = leaderboard(dataset, args.retrievers.split(","), ks=(10, 20), params=sets,
                       rerank=Rerank(args.reranker, args.rerank_k, args.rerank_train_rows, args.rerank_weight))
     metrics = json.loads((run.run_dir / "metrics.json").read_text())["models"]
+    split = yaml.safe_load((run.run_dir / "config.yaml").read_text())["dataset"]["split"]
     records = []
     for name, m in metrics.items():
         reranked = "+" in name
@@ -116,7 +122,7 @@ def rerank(args: argparse.Namespace) -> None:
                                                                             f" weight {args.rerank_weight}")
         # what the reranker was trained on: labelled CTR rows, or candidate lists (relevance-mlp)
         samples = m.get("rerank_train_rows", m.get("rerank_train_lists")) if reranked else None
-        records.append({"dataset": args.dataset, "model": name, "mode": mode, "rerank_weight": m.get("rerank_weight"),
+        records.append({"dataset": args.dataset, "split": split, "model": name, "mode": mode, "rerank_weight": m.get("rerank_weight"),
                         "train_samples": samples, "rerank_valid_best_weight": m.get("rerank_valid_best_weight"),
                         "rerank_valid_p": m.get("rerank_valid_p"), "rerank_fit_seconds": m.get("rerank_fit_s"),
                         "metrics": {k: round(m["means"][k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
@@ -146,9 +152,10 @@ def table(args: argparse.Namespace) -> None:
     sizes = sorted({r["train_samples"] for r in ctr_rows})
     print("\n| model | " + " | ".join(f"{n:,} rows" for n in sizes) + " |")
     print("|---|" + "---:|" * len(sizes))
-    for model in dict.fromkeys(r["model"] for r in ctr_rows):
-        cells = {r["train_samples"]: r for r in ctr_rows if r["model"] == model}
-        print(f"| {model} | " + " | ".join(f"{cells[n]['metrics']['auc']:.4f} ({cells[n]['train_seconds']:.0f} s)"
+    for model, mode in dict.fromkeys((r["model"], r["mode"]) for r in ctr_rows):
+        cells = {r["train_samples"]: r for r in ctr_rows if (r["model"], r["mode"]) == (model, mode)}
+        label = model if mode in ("-", "full") else f"{model} ({mode})"
+        print(f"| {label} | " + " | ".join(f"{cells[n]['metrics']['auc']:.4f} ({cells[n]['train_seconds']:.0f} s)"
                                            if n in cells else "not run" for n in sizes) + " |")
     print("\n| dataset | pipeline | reranker weight | recall@10 | ndcg@10 | ndcg@20 | rerank ms / user | users |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
@@ -173,6 +180,7 @@ def main() -> None:
     parser.add_argument("--samples", default="64,256,1024,all")
     parser.add_argument("--models", default="id-fm,frozen-mlp,cross-encoder")
     parser.add_argument("--dataset", default="movielens-1m-collm", help="rerank: the dataset")
+    parser.add_argument("--split", default=None, help="rerank: the split (default: the dataset's own)")
     parser.add_argument("--retrievers", default="ease", help="rerank: models whose top k is reranked")
     parser.add_argument("--reranker", default="cross-encoder")
     parser.add_argument("--rerank-k", type=int, default=100)
