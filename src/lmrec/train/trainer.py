@@ -128,8 +128,10 @@ class Trainer:
         groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
         for p in params:
             groups.setdefault((p.ndim >= 2, float(getattr(p, "lr_scale", 1.0))), []).append(p)
+        # decayed groups first: without lr_scale this is the two-group layout older checkpoints were saved with
+        ordered = sorted(groups.items(), key=lambda g: (not g[0][0], g[0][1]))
         return torch.optim.AdamW([{"params": ps, "weight_decay": self.config.weight_decay if decay else 0.0,
-                                   "lr": self.config.lr * scale} for (decay, scale), ps in groups.items()],
+                                   "lr": self.config.lr * scale} for (decay, scale), ps in ordered],
                                  lr=self.config.lr)
 
     def _schedule(self, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
