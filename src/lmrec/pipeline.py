@@ -187,9 +187,7 @@ def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, A
             trained_on = {"rerank_train_lists": reranker.list_stats_.lists,
                           "rerank_list_hit_rate": reranker.list_stats_.hit_rate}
             logger.info("fitted reranker %s on %s's candidates in %.2fs", rerank.model, name, fit_s)
-        history = reranker.config.max_history if isinstance(reranker, RelevanceMLP) else 20  # what it was trained on
-        two_stage = Reranked(model, reranker, rerank.k, max_history=history,
-                             weight=1.0 if rerank.weight is None else rerank.weight)
+        two_stage = Reranked(model, reranker, rerank.k, weight=1.0 if rerank.weight is None else rerank.weight)
         chosen = {}
         if rerank.weight is None:
             started = time.perf_counter()

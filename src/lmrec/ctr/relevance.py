@@ -87,7 +87,7 @@ def candidate_lists(make_retriever: Callable[[], Any], train: Interactions, item
     returns an unfitted retriever. Only positive events count when ``train`` is labelled."""
     if holdout < 1:
         raise ConfigError(f"holdout must be at least 1, got {holdout}")
-    events = (train.select(train.label == 1) if train.label is not None else train).sorted()
+    events = train.positives().sorted()
     seqs = events.sequences()  # events are sorted, so seqs.items == events.item
     position = np.arange(len(events)) - seqs.offsets[events.user]
     length = seqs.lengths[events.user]
@@ -206,8 +206,7 @@ class RelevanceMLP:
         self.train_result_ = Trainer(c).fit(self.net_, listwise, data,
                                             (lambda: self.evaluate(check)) if check is not None else None)
         # at serving time the candidates come from the retriever fitted on all of train: its popularity
-        events = train.select(train.label == 1) if train.label is not None else train
-        self.net_.set_popularity(np.bincount(events.item, minlength=train.n_items))
+        self.net_.set_popularity(np.bincount(train.positives().item, minlength=train.n_items))
         return self
 
     def _split_users(self, lists: CandidateLists) -> tuple[CandidateLists, CandidateLists | None]:

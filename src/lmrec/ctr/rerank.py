@@ -49,7 +49,7 @@ class WeightChoice:
 
 
 class Reranked:
-    def __init__(self, retriever: Any, reranker: CandidateScorer, k: int = 100, max_history: int = 20,
+    def __init__(self, retriever: Any, reranker: CandidateScorer, k: int = 100, max_history: int | None = None,
                  weight: float = 1.0):
         if k < 1:
             raise ConfigError(f"rerank k must be positive, got {k}")
@@ -57,6 +57,8 @@ class Reranked:
         if trained_k and k > trained_k:
             raise ConfigError(f"reranker {reranker.name!r} was trained on the retriever's top {trained_k}; "
                               f"rerank k={k} would show it ranks it never saw (use k <= {trained_k})")
+        if max_history is None:  # the history length the reranker was trained with (CTR rows: 20)
+            max_history = getattr(getattr(reranker, "config", None), "max_history", 20)
         self.retriever, self.reranker, self.k, self.max_history = retriever, reranker, k, max_history
         self.weight = _check_weight(weight)
         self.name = f"{getattr(retriever, 'name', 'retriever')}+{reranker.name}@{k}"

@@ -126,6 +126,10 @@ class Interactions:
             time=pick(self.time), rating=pick(self.rating), label=pick(self.label), time_unit=self.time_unit,
         )
 
+    def positives(self) -> Interactions:
+        """The positive events: those labelled 1 in CTR data, all of them when there are no labels."""
+        return self.select(self.label == 1) if self.label is not None else self
+
     def chronological_order(self) -> np.ndarray:
         """Row permutation sorting by user, then time, ties in row order (stable)."""
         if self.time is None:

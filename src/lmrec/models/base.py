@@ -62,7 +62,7 @@ class Recommender:
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.fit_key_ = events_key(train)
         # Labelled (CTR) data: these implicit-feedback models learn from the positive events only.
-        positives = train.select(train.label == 1) if train.label is not None else train
+        positives = train.positives()
         if len(positives) == 0:
             raise ConfigError(f"cannot fit {self.name!r}: the training set has no positive events")
         if self.uses_validation:
