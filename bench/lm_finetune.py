@@ -2,7 +2,7 @@
 
 Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py twotower [--datasets movielens-100k,amazon-scientific] [--modes frozen,lora,full]
-        [--valid-users 1000] [--no-reference]
+        [--valid-users 1000] [--no-reference] [--save DIR]
     python bench/lm_finetune.py ctr [--samples 64,256,1024,all] [--models id-fm,frozen-mlp,cross-encoder]
     python bench/lm_finetune.py rerank [--dataset movielens-1m-collm] [--split loo] [--retrievers ease] [--reranker cross-encoder]
         [--rerank-k 100] [--rerank-train-rows N] [--rerank-weight W]   (the same as `lmrec bench --rerank ...`;
@@ -14,7 +14,7 @@ two-tower: TwoTowerLM (MiniLM) per tuning mode vs the frozen-encoder LMContent m
 ranking, early stopping on valid. ctr: movielens-1m-collm time split, test AUC / log-loss per training
 sample size (stratified samples of the train rows; validation on a fixed sample of valid rows).
 Records are merged into bench/results/lm_finetune.json, replacing those of the same
-(dataset, split, model, mode, train_samples, device).
+(dataset, split, model, mode, train_samples, device, --set options).
 """
 
 from __future__ import annotations
@@ -48,11 +48,16 @@ def machine() -> str:
 
 
 def merge(records: list[dict[str, Any]]) -> None:
-    key = ("dataset", "split", "model", "mode", "train_samples", "device")
+    # the --set options are part of the key: a longer run of the same mode is a new row, not a replacement
+    key = ("dataset", "split", "model", "mode", "train_samples", "device", "settings")
+
+    def identity(r: dict[str, Any]) -> str:
+        return json.dumps([r.get(k) for k in key])
+
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
-    new = {tuple(r.get(k) for k in key) for r in records}
+    new = {identity(r) for r in records}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([r for r in old if tuple(r.get(k) for k in key) not in new] + records, indent=2))
+    RESULTS.write_text(json.dumps([r for r in old if identity(r) not in new] + records, indent=2))
 
 
 def two_tower(args: argparse.Namespace) -> None:
@@ -80,6 +85,9 @@ def two_tower(args: argparse.Namespace) -> None:
                             "date": time.strftime("%Y-%m-%d")})
             print(records[-1])
             merge(records[-1:])
+            if args.save and model_name == "twotower":  # the artifact, and its tower for other models' encoder=
+                folder = model.save(args.save / f"{dataset}-{model_name}-{mode}")
+                print("saved", folder, "and", model.export_encoder(folder / "encoder"))
 
 
 def ctr(args: argparse.Namespace) -> None:
@@ -177,6 +185,8 @@ def main() -> None:
     parser.add_argument("--valid-users", type=int, default=1000, help="validate on a fixed sample of this many users")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="skip the frozen LMContent reference (already recorded)")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="twotower: save each model to DIR/DATASET-twotower-MODE (its fine-tuned tower in encoder/)")
     parser.add_argument("--samples", default="64,256,1024,all")
     parser.add_argument("--models", default="id-fm,frozen-mlp,cross-encoder")
     parser.add_argument("--dataset", default="movielens-1m-collm", help="rerank: the dataset")

@@ -202,6 +202,24 @@ def encode(
     out.print(f"cache: {info['cache']}")
 
 
+@app.command("export-encoder")
+def export_encoder(
+    model: Path = typer.Argument(..., help="Saved twotower model folder (model.json + state.npz)."),
+    out_dir: Path = typer.Argument(..., help="New folder for the Hugging Face model (config, weights, tokenizer)."),
+    side: str = typer.Option("item", help="Which tower: item or query (the same model when the encoder is shared)."),
+) -> None:
+    """Write a fine-tuned two-tower model's encoder as an ordinary Hugging Face folder, usable as
+    `--encoder FOLDER` / `--set encoder=FOLDER` by every other command and model."""
+    from lmrec.models import Recommender
+
+    if not (model / "model.json").is_file():
+        raise ConfigError(f"{model} is not a saved model folder (no model.json)")
+    loaded = Recommender.load(model)
+    if not hasattr(loaded, "export_encoder"):
+        raise ConfigError(f"{model} holds a {loaded.name!r} model; only a fine-tuned encoder (twotower) can be exported")
+    out.print(f"{side} encoder of {model} written to {loaded.export_encoder(out_dir, side)}")
+
+
 SourceOption = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`.")
 TargetOption = typer.Option(..., help="Target dataset (name or name:split).")
 

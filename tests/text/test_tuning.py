@@ -115,6 +115,13 @@ def test_two_tower_learns_a_planted_text_pattern(tiny_bert, tmp_path):
 
     text = query_text(np.asarray(q.sequences[0]), tuned.query_titles_, tuned.config.query_items)
     np.testing.assert_allclose(tuned.score_texts([text])[0], tuned.score(q)[0], atol=1e-5)
+    # the exported tower (from the reloaded artifact) is an ordinary encoder giving the model's item vectors
+    folder = loaded.export_encoder(tmp_path / "encoder")
+    exported = HFEncoder(folder, max_length=tuned.config.item_max_length)
+    np.testing.assert_allclose(exported.encode(list(tuned.item_texts_)), tuned.item_vectors_, atol=1e-5)
+    assert exported.fingerprint != HFEncoder(tiny_bert, max_length=tuned.config.item_max_length).fingerprint
+    with pytest.raises(ConfigError, match="not empty"):
+        loaded.export_encoder(folder)
 
 
 def test_in_batch_loss_with_logq_correction_by_hand():
@@ -139,3 +146,21 @@ def test_in_batch_loss_with_logq_correction_by_hand():
     plain = InBatchInfoNCE()(net, batch)
     assert plain.item() == pytest.approx(((-torch.tensor([2.0, 1.2, 0.0]).log_softmax(0)[0])
                                           - torch.tensor([0.0, 1.6]).log_softmax(0)[1]).item() / 2, abs=1e-6)
+
+
+def test_export_encoder_command(tiny_bert, tmp_path, capsys):
+    from lmrec.cli import main
+
+    inter, items = color_data()
+    model = create("twotower", encoder=str(tiny_bert), tuning="frozen").fit(inter, items)
+    saved = model.save(tmp_path / "twotower")
+    assert main(["export-encoder", str(saved), str(tmp_path / "query"), "--side", "query"]) == 0
+    assert "query encoder of" in capsys.readouterr().out
+    query = HFEncoder(tmp_path / "query", max_length=model.config.query_max_length)
+    np.testing.assert_allclose(query.encode(["red thing; blue thing"]), model.net_.query_tower.encode(
+        ["red thing; blue thing"], max_length=model.config.query_max_length), atol=1e-5)
+    pop = create("pop").fit(inter).save(tmp_path / "pop")
+    assert main(["export-encoder", str(pop), str(tmp_path / "x")]) == 2
+    assert "holds a 'pop' model" in capsys.readouterr().err
+    assert main(["export-encoder", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
+    assert "not a saved model folder" in capsys.readouterr().err

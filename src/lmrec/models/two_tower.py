@@ -7,13 +7,15 @@ item) pairs, ``samples_per_user`` random positions per user and epoch; every oth
 (and, with ``hard_negatives``, text-similar items) is a negative (InfoNCE), at a fixed or learned
 temperature. ``tuning`` picks what trains (``full`` / ``lora`` / ``top-k`` / ``frozen``, see
 ``lmrec.text.tuning``). After training, LoRA is merged, every item is re-encoded, and recommendation is
-a full-ranking dot product.
+a full-ranking dot product. ``export_encoder`` writes the fine-tuned tower as an ordinary Hugging Face
+folder that every other lmrec model can use as its encoder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -236,6 +238,21 @@ class TwoTowerLM(Recommender):
         assert self.net_ is not None
         q = self.net_.query_tower.encode(texts, max_length=self.config.query_max_length)
         return (q @ self._item_vectors().T).astype(np.float32)
+
+    def export_encoder(self, folder: str | Path, side: Literal["item", "query"] = "item") -> Path:
+        """The fine-tuned tower as an ordinary Hugging Face model folder: any lmrec model takes it as
+        ``encoder=<folder>`` (e.g. ``lmcontent``, ``relevance-mlp``), and its new fingerprint keeps the
+        embedding cache from mixing its vectors with the base model's. With a shared encoder both sides are
+        the same model. Encoded with this model's ``item_max_length``, the folder's vectors of the item texts
+        are this model's item vectors."""
+        self._check_fitted()
+        assert self.net_ is not None
+        if side not in ("item", "query"):
+            raise ConfigError(f"side must be 'item' or 'query', not {side!r}")
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise ConfigError(f"{folder} is not empty: export into a new folder")
+        return (self.net_.item_tower if side == "item" else self.net_.query_tower).export(folder)
 
     # --- persistence: merged weights, so loading needs the base model files and no peft --------------------
     def _state(self) -> dict[str, Any]:
