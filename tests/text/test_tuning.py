@@ -164,3 +164,33 @@ def test_export_encoder_command(tiny_bert, tmp_path, capsys):
     assert "holds a 'pop' model" in capsys.readouterr().err
     assert main(["export-encoder", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
     assert "not a saved model folder" in capsys.readouterr().err
+
+
+
+def test_hard_negatives_come_from_the_neighbours_and_never_from_the_users_items():
+    from types import SimpleNamespace
+
+    from lmrec.models.two_tower import PairSource, TwoTowerConfig
+
+    # user u holds items 4u .. 4u+3 (so a target names its user); every item's neighbours are the next 6
+    # items, wrapping, so two or three of a target's neighbours are the user's own items
+    n_users, n_items = 8, 32
+    inter = Interactions(np.repeat(np.arange(n_users), 4), np.arange(n_items), IdMap(range(n_users)),
+                         IdMap(range(n_items)), time=np.tile(np.arange(4), n_users))
+    neighbours = (np.arange(n_items)[:, None] + np.arange(1, 7)[None, :]) % n_items
+    tower = SimpleNamespace(tokenize=lambda texts, n: {"input_ids": torch.zeros(len(texts), 1),
+                                                       "attention_mask": torch.ones(len(texts), 1)})
+    c = TwoTowerConfig(batch_size=8, samples_per_user=3, hard_negatives=2)
+    source = PairSource(inter, ["x"] * n_items, tower, c, neighbours, np.array(["x"] * n_items))
+    examples = 0
+    for batch in source.epoch(0):
+        targets = batch.items[:batch.n_targets].numpy()
+        negatives = batch.items[batch.n_targets:].numpy().reshape(len(targets), 2)
+        for t, negs in zip(targets, negatives):
+            user_items = set(range(t // 4 * 4, t // 4 * 4 + 4))
+            assert set(negs) <= set(neighbours[t]) and not set(negs) & user_items
+            examples += 1
+    assert examples == n_users * 3
+    # a user who holds every neighbour gets other items instead
+    rng = np.random.default_rng(0)
+    assert not set(source.hard_negatives(0, np.arange(7), rng)) & set(range(7))

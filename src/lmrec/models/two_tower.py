@@ -113,13 +113,21 @@ class PairSource:
                 targets.append(int(seq[t]))
             items = list(targets)
             if self.neighbours is not None and c.hard_negatives:
-                picks = self.neighbours[targets]
-                cols = rng.integers(0, picks.shape[1], (len(targets), c.hard_negatives))
-                items += np.take_along_axis(picks, cols, 1).ravel().tolist()
+                items += [x for u, t in zip(chunk, targets) for x in self.hard_negatives(t, self.seqs[u], rng)]
             q = self.tower.tokenize(queries, c.query_max_length)
             i = self.tower.tokenize([self.item_texts[x] for x in items], c.item_max_length)
             yield PairBatch(q["input_ids"], q["attention_mask"], i["input_ids"], i["attention_mask"],
                             torch.as_tensor(items), len(targets))
+
+
+    def hard_negatives(self, target: int, user_items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``hard_negatives`` picks among the target's text neighbours, never one of the user's own items:
+        those are items the user chose, so pushing them away as negatives would teach the wrong thing.
+        When every neighbour is the user's, any other item will do."""
+        allowed = np.setdiff1d(self.neighbours[target], user_items)
+        if len(allowed) == 0:
+            allowed = np.setdiff1d(np.arange(len(self.item_texts)), user_items)
+        return rng.choice(allowed, self.c.hard_negatives)
 
 
 def query_text(history: np.ndarray, item_titles: np.ndarray, max_items: int) -> str:
@@ -214,7 +222,9 @@ class TwoTowerLM(Recommender):
         self._item_vectors()
 
     def _text_neighbours(self, net: TwoTowerNet, k: int = 50) -> np.ndarray:
-        """The ``k`` items most text-similar to each item under the untrained encoder (hard negatives)."""
+        """The ``k`` items most text-similar to each item under the encoder training starts from (hard
+        negatives): the base model's, or, started from an exported fine-tuned tower, that model's own
+        near misses."""
         vec = torch.as_tensor(net.item_tower.encode(list(self.item_texts_), max_length=self.config.item_max_length))
         sims = vec @ vec.T
         sims.fill_diagonal_(-float("inf"))
