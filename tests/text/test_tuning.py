@@ -166,7 +166,6 @@ def test_export_encoder_command(tiny_bert, tmp_path, capsys):
     assert "not a saved model folder" in capsys.readouterr().err
 
 
-
 def test_hard_negatives_come_from_the_neighbours_and_never_from_the_users_items():
     from types import SimpleNamespace
 

@@ -119,7 +119,6 @@ class PairSource:
             yield PairBatch(q["input_ids"], q["attention_mask"], i["input_ids"], i["attention_mask"],
                             torch.as_tensor(items), len(targets))
 
-
     def hard_negatives(self, target: int, user_items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``hard_negatives`` picks among the target's text neighbours, never one of the user's own items:
         those are items the user chose, so pushing them away as negatives would teach the wrong thing.
