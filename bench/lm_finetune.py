@@ -7,6 +7,8 @@ Usage (LMREC_DATA=../shared/data):
     python bench/lm_finetune.py rerank [--dataset movielens-1m-collm] [--split loo] [--retrievers ease] [--reranker cross-encoder]
         [--rerank-k 100] [--rerank-train-rows N] [--rerank-weight W]   (the same as `lmrec bench --rerank ...`;
         CTR rerankers need a labelled dataset, relevance-mlp runs on any)
+    python bench/lm_finetune.py compare --datasets amazon-scientific --artifacts DIR[,DIR...]
+        (paired significance on test: each saved two-tower model vs LMContent and vs the one before it)
     python bench/lm_finetune.py table   (markdown tables of the results file)
 Options: --set key=value (twotower / ctr: every model of the run; rerank: the reranker), --device.
 
@@ -34,11 +36,13 @@ import yaml
 from lmrec.cli import parse_options
 from lmrec.ctr import CTR_MODELS, ctr_examples
 from lmrec.data import PrepareConfig, prepare
-from lmrec.eval import Evaluator
+from lmrec.eval import Evaluator, compare
+from lmrec.models.base import Recommender
 from lmrec.pipeline import Rerank, leaderboard
 from lmrec.registry import create
 
 RESULTS = Path(__file__).parent / "results" / "lm_finetune.json"
+SIGNIFICANCE = Path(__file__).parent / "results" / "lm_finetune_significance.json"
 
 
 def machine() -> str:
@@ -60,10 +64,14 @@ def merge(records: list[dict[str, Any]]) -> None:
     RESULTS.write_text(json.dumps([r for r in old if identity(r) not in new] + records, indent=2))
 
 
+def _two_tower_split(dataset: str):  # the split the two-tower records use
+    return prepare(PrepareConfig(dataset=dataset, split="predefined" if dataset == "amazon-scientific" else "loo"))
+
+
 def two_tower(args: argparse.Namespace) -> None:
     records = []
     for dataset in args.datasets.split(","):
-        p = prepare(PrepareConfig(dataset=dataset, split="predefined" if dataset == "amazon-scientific" else "loo"))
+        p = _two_tower_split(dataset)
         test = Evaluator(p.split, "test", ks=(10, 20))
         valid_users = np.unique(p.split.valid.user)
         if args.valid_users and args.valid_users < len(valid_users):  # a fixed sample keeps validation cheap
@@ -88,6 +96,37 @@ def two_tower(args: argparse.Namespace) -> None:
             if args.save and model_name == "twotower":  # the artifact, and its tower for other models' encoder=
                 folder = model.save(args.save / f"{dataset}-{model_name}-{mode}")
                 print("saved", folder, "and", model.export_encoder(folder / "encoder"))
+
+
+def compare_artifacts(args: argparse.Namespace) -> None:
+    """Saved two-tower models (``twotower --save``) against the frozen LMContent model and each against
+    the one listed before it (e.g. a second training stage vs its start): paired t-test and Wilcoxon
+    signed-rank over the test users, per metric."""
+    if not args.artifacts or "," in args.datasets:
+        raise SystemExit("compare needs --artifacts DIR[,DIR...] and one dataset in --datasets")
+    dataset = args.datasets
+    p = _two_tower_split(dataset)
+    test = Evaluator(p.split, "test", ks=(10, 20))
+    reference = create("lmcontent")
+    reference.fit(p.split.train, p.items)
+    results = {"lmcontent": test.evaluate(reference, name="lmcontent")}
+    for folder in args.artifacts.split(","):
+        results[folder] = test.evaluate(Recommender.load(folder), name=folder)
+    names = list(results)
+    pairs = [(b, "lmcontent") for b in names[1:]] + [(b, a) for a, b in zip(names[1:], names[2:])]
+    records = []
+    for b, a in pairs:
+        for metric in ("ndcg@10", "recall@10", "ndcg@20"):
+            s = compare(results[b], results[a], metric)
+            records.append({"dataset": dataset, "model": b, "baseline": a, "metric": metric, "users": s["users"],
+                            "value": round(s["mean_a"], 4), "baseline_value": round(s["mean_b"], 4),
+                            "relative_gain": round(s["diff"] / s["mean_b"], 4), "t_p": s["t_p"],
+                            "wilcoxon_p": s["wilcoxon_p"], "machine": machine(), "date": time.strftime("%Y-%m-%d")})
+            print(records[-1])
+    keys = {(r["dataset"], r["model"], r["baseline"], r["metric"]) for r in records}
+    old = json.loads(SIGNIFICANCE.read_text()) if SIGNIFICANCE.exists() else []
+    SIGNIFICANCE.write_text(json.dumps(
+        [r for r in old if (r["dataset"], r["model"], r["baseline"], r["metric"]) not in keys] + records, indent=2))
 
 
 def ctr(args: argparse.Namespace) -> None:
@@ -179,7 +218,7 @@ def table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["twotower", "ctr", "rerank", "table"])
+    parser.add_argument("task", choices=["twotower", "ctr", "rerank", "compare", "table"])
     parser.add_argument("--datasets", default="movielens-100k,amazon-scientific")
     parser.add_argument("--modes", default="frozen,lora,full")
     parser.add_argument("--valid-users", type=int, default=1000, help="validate on a fixed sample of this many users")
@@ -187,6 +226,8 @@ def main() -> None:
                         help="skip the frozen LMContent reference (already recorded)")
     parser.add_argument("--save", type=Path, default=None,
                         help="twotower: save each model to DIR/DATASET-twotower-MODE (its fine-tuned tower in encoder/)")
+    parser.add_argument("--artifacts", default=None,
+                        help="compare: saved two-tower model folders, comma-separated (each also vs the one before)")
     parser.add_argument("--samples", default="64,256,1024,all")
     parser.add_argument("--models", default="id-fm,frozen-mlp,cross-encoder")
     parser.add_argument("--dataset", default="movielens-1m-collm", help="rerank: the dataset")
@@ -200,7 +241,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    {"twotower": two_tower, "ctr": ctr, "rerank": rerank, "table": table}[args.task](args)
+    {"twotower": two_tower, "ctr": ctr, "rerank": rerank, "compare": compare_artifacts, "table": table}[args.task](args)
 
 
 if __name__ == "__main__":
