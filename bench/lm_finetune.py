@@ -35,7 +35,7 @@ import yaml
 
 from lmrec.cli import parse_options
 from lmrec.ctr import CTR_MODELS, ctr_examples
-from lmrec.data import PrepareConfig, prepare
+from lmrec.data import PrepareConfig, Prepared, prepare
 from lmrec.eval import Evaluator, compare
 from lmrec.models.base import Recommender
 from lmrec.pipeline import Rerank, leaderboard
@@ -64,7 +64,7 @@ def merge(records: list[dict[str, Any]]) -> None:
     RESULTS.write_text(json.dumps([r for r in old if identity(r) not in new] + records, indent=2))
 
 
-def _two_tower_split(dataset: str):  # the split the two-tower records use
+def _two_tower_split(dataset: str) -> Prepared:  # the split the two-tower records use
     return prepare(PrepareConfig(dataset=dataset, split="predefined" if dataset == "amazon-scientific" else "loo"))
 
 
