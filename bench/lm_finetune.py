@@ -89,7 +89,8 @@ def two_tower(args: argparse.Namespace) -> None:
             records.append({"dataset": dataset, "model": model_name, "mode": mode, "train_samples": None,
                             "metrics": {k: round(m[k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
                             "trainable_params": getattr(model, "trainable_params_", 0), "train_seconds": round(seconds, 1),
-                            "epochs": r.epochs_run if r else 0, "settings": args.set, "device": args.device, "machine": machine(),
+                            # the Trainer's clock runs on across a resume from checkpoint; train_seconds does not
+                            "trainer_seconds": round(r.seconds, 1) if r else None, "epochs": r.epochs_run if r else 0, "settings": args.set, "device": args.device, "machine": machine(),
                             "date": time.strftime("%Y-%m-%d")})
             print(records[-1])
             merge(records[-1:])
@@ -146,7 +147,9 @@ def ctr(args: argparse.Namespace) -> None:
             record = {"dataset": "movielens-1m-collm", "model": name, "mode": mode,
                       "train_samples": n or len(train), "metrics": {k: round(v, 4) for k, v in m.items()},
                       "trainable_params": model.trainable_params_, "train_seconds": round(seconds, 1),
-                      "steps": model.train_result_.steps if model.train_result_ else 0, "settings": args.set,
+                      "steps": model.train_result_.steps if model.train_result_ else 0,
+                      "trainer_seconds": round(model.train_result_.seconds, 1) if model.train_result_ else None,
+                      "settings": args.set,
                       "device": args.device,
                       "machine": machine(), "date": time.strftime("%Y-%m-%d")}
             print(record)
