@@ -90,7 +90,8 @@ def two_tower(args: argparse.Namespace) -> None:
                             "metrics": {k: round(m[k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
                             "trainable_params": getattr(model, "trainable_params_", 0), "train_seconds": round(seconds, 1),
                             # the Trainer's clock runs on across a resume from checkpoint; train_seconds does not
-                            "trainer_seconds": round(r.seconds, 1) if r else None, "epochs": r.epochs_run if r else 0, "settings": args.set, "device": args.device, "machine": machine(),
+                            "trainer_seconds": round(r.seconds, 1) if r else None, "epochs": r.epochs_run if r else 0,
+                            "settings": args.set, "device": args.device, "machine": machine(),
                             "date": time.strftime("%Y-%m-%d")})
             print(records[-1])
             merge(records[-1:])
