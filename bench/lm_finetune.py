@@ -33,13 +33,12 @@ import numpy as np
 import torch
 import yaml
 
-from lmrec.cli import parse_options
-from lmrec.ctr import CTR_MODELS, ctr_examples
+from lmrec.config import parse_options
+from lmrec.ctr import ctr_examples
 from lmrec.data import PrepareConfig, Prepared, prepare
 from lmrec.eval import Evaluator, compare
-from lmrec.models.base import Recommender
 from lmrec.pipeline import Rerank, leaderboard
-from lmrec.registry import create
+from lmrec.registry import create, load_model
 
 RESULTS = Path(__file__).parent / "results" / "lm_finetune.json"
 SIGNIFICANCE = Path(__file__).parent / "results" / "lm_finetune_significance.json"
@@ -113,7 +112,7 @@ def compare_artifacts(args: argparse.Namespace) -> None:
     reference.fit(p.split.train, p.items)
     results = {"lmcontent": test.evaluate(reference, name="lmcontent")}
     for folder in args.artifacts.split(","):
-        results[folder] = test.evaluate(Recommender.load(folder), name=folder)
+        results[folder] = test.evaluate(load_model(folder), name=folder)
     names = list(results)
     pairs = [(b, "lmcontent") for b in names[1:]] + [(b, a) for a, b in zip(names[1:], names[2:])]
     records = []
@@ -137,7 +136,7 @@ def ctr(args: argparse.Namespace) -> None:
     for samples in args.samples.split(","):
         n = None if samples == "all" else int(samples)
         for name in args.models.split(","):
-            model = CTR_MODELS[name](**{"device": args.device, "valid_rows": 2000, **parse_options(args.set)})
+            model = create(name, ("ctr",), **{"device": args.device, "valid_rows": 2000, **parse_options(args.set)})
             started = time.perf_counter()
             model.fit(train.sample(n), p.items, valid)
             seconds = time.perf_counter() - started

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from lmrec.cli import parse_sets
+from lmrec.config import parse_sets
 from lmrec.data import PrepareConfig, prepare
 from lmrec.eval import Evaluator
 from lmrec.registry import create

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmrec.cli import parse_options
+from lmrec.config import parse_options
 from lmrec.registry import create
 from lmrec.transfer import PretrainedArtifact, pretrain, transfer, transfer_grid
 from lmrec.transfer.workflow import Target

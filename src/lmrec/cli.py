@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lmrec import __version__, pipeline
-from lmrec.config import validate
-from lmrec.data import PrepareConfig, Prepared, list_datasets
-from lmrec.data.datasets import download_dataset
+from lmrec.config import parse_options, parse_sets, validate
+from lmrec.data import PrepareConfig, Prepared
 from lmrec.errors import ConfigError, LmrecError, one_line
 
 app = typer.Typer(
@@ -49,7 +48,7 @@ def _root(
 @datasets_app.command("list")
 def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
     """Known datasets: where each was found, or what is missing and how to get it."""
-    rows = list_datasets(data_dir)
+    rows = pipeline.list_datasets(data_dir)
     table = Table("dataset", "status", "folder", "description")
     for row in rows:
         status = "[green]found[/]" if row["status"] == "found" else "[red]missing[/]"
@@ -111,7 +110,7 @@ def datasets_download(name: str = typer.Argument(..., help="Dataset with a publi
                       force: bool = typer.Option(False, help="Download again even if present."),
                       data_dir: Optional[Path] = DataDir) -> None:
     """Download a public dataset into the data home (checksum-verified)."""
-    path = download_dataset(name, data_dir, force=force)
+    path = pipeline.download_dataset(name, data_dir, force=force)
     out.print(f"{name}: ready at {path}")
 
 
@@ -149,37 +148,99 @@ def bench(
     rerank_weight: Optional[float] = typer.Option(
         None, min=0.0, max=1.0, help="Reranker's share of the fused rank of the candidates: 1 = the reranker's "
         "order alone, 0 = the retriever's (default: chosen per model on the valid users, grid 0, 0.1, ..., 1)."),
+    save: bool = typer.Option(False, "--save", help="Keep every fitted model as a bundle in RUN/models/NAME "
+                              "(for `lmrec evaluate`, `lmrec recommend --model`)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Fit baselines on the train part and evaluate them on test (full ranking): a leaderboard; with
     --rerank, also each model followed by a reranker (two-stage), with the added latency per user and
     the rank-fusion weight used."""
     config = validate(PrepareConfig, {"dataset": dataset, "split": split})
-    try:
-        cutoffs = tuple(int(k) for k in ks.split(","))
-    except ValueError:
-        raise ConfigError(f"--ks must be comma-separated integers, got {ks!r}") from None
-    run = pipeline.leaderboard(config, [m.strip() for m in models.split(",") if m.strip()], cutoffs,
-                               parse_sets(set_), runs_dir=runs_dir, data_dir=data_dir, html_report=html,
+    run = pipeline.leaderboard(config, _names(models), _cutoffs(ks), parse_sets(set_), runs_dir=runs_dir,
+                               data_dir=data_dir, html_report=html,
                                rerank=(pipeline.Rerank(rerank, rerank_k, rerank_train_rows, rerank_weight)
-                                       if rerank else None))
+                                       if rerank else None), save_models=save)
     _print_leaderboard(run)
+    if save:
+        out.print(f"bundles: {run.run_dir / 'models'}")
+
+
+def _names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _cutoffs(ks: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in ks.split(","))
+    except ValueError:
+        raise ConfigError(f"ks: cut-offs must be comma-separated integers, got {ks!r}") from None
+
+
+@app.command()
+def train(
+    dataset: str = typer.Option(..., help="Dataset name, e.g. movielens-100k."),
+    model: str = typer.Option(..., help="Model name, e.g. pop, ease, sasrec, textseq."),
+    out_dir: Path = typer.Option(..., "--out", help="Bundle folder to write (new, or a bundle to replace)."),
+    split: Optional[str] = typer.Option(None, help="loo | temporal | random | cold-items | cold-users | predefined."),
+    set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set epochs=20 (repeatable)."),
+    ks: str = typer.Option("10,20", help="Comma-separated cut-offs K for the test metrics."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Train one model and keep it: a bundle folder with the model, raw-id maps, item table, split,
+    fingerprints, config, validation curve and test metrics."""
+    config = validate(PrepareConfig, {"dataset": dataset, "split": split})
+    run = pipeline.train(config, model, parse_options(set_), out_dir, _cutoffs(ks), data_dir)
+    means = run.result.means()
+    out.print(f"{model} on {dataset}: fitted in {run.fit_seconds:.1f} s; test " +
+              "  ".join(f"{m} {means[m]:.4f}" for m in means if m.split("@")[0] in ("recall", "ndcg")))
+    out.print(f"bundle: {run.path}")
+
+
+@app.command()
+def evaluate(
+    bundle: Path = typer.Argument(..., help="Bundle folder written by `lmrec train` or `lmrec bench --save`."),
+    part: str = typer.Option("test", help="test | valid: which part of the bundle's split."),
+    ks: Optional[str] = typer.Option(None, help="Comma-separated cut-offs K (default: the bundle's)."),
+) -> None:
+    """Evaluate a bundle's model on its own split, from the folder alone (full ranking, history masked)."""
+    if part not in ("test", "valid"):
+        raise ConfigError(f"--part must be test or valid, got {part!r}")
+    result, recorded = pipeline.evaluate_bundle(bundle, part, _cutoffs(ks) if ks else None)  # type: ignore[arg-type]
+    table = Table("metric", "value", "recorded at training", title=f"{bundle} ({part}, {len(result.users):,} users)")
+    for metric, value in result.means().items():
+        table.add_row(metric, f"{value:.4f}", f"{recorded[metric]:.4f}" if metric in recorded else "-")
+    out.print(table)
 
 
 @app.command()
 def recommend(
-    dataset: str = typer.Option(..., help="Dataset whose items to recommend."),
-    query: str = typer.Option(..., help='What the person likes, e.g. "sci-fi about time travel, not horror".'),
-    k: int = typer.Option(10, "-k", "--k", help="How many items."),
-    encoder: str = typer.Option("minilm", help="Text encoder (minilm, hash, st:NAME, a Hugging Face id or folder)."),
-    template: Optional[str] = typer.Option(None, help="Item text template, e.g. '{title}. Genres: {genres}'."),
-    user: Optional[str] = typer.Option(None, help="Raw user id whose history is blended in (and not re-recommended)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Bundle folder (`lmrec train`): recommend with its "
+                                         "model for --user or --history."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset whose items to recommend for --query (no --model)."),
+    query: Optional[str] = typer.Option(None, help='What the person likes, e.g. "sci-fi about time travel, not horror".'),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="How many items (at least 1)."),
+    user: Optional[str] = typer.Option(None, help="Raw user id: with --model, recommend for this user; with --query, "
+                                       "blend in their history (and do not re-recommend it)."),
+    history: Optional[str] = typer.Option(None, help="With --model: comma-separated raw item ids of an anonymous "
+                                          "session, oldest first."),
+    encoder: str = typer.Option("minilm", help="Text encoder for --query (minilm, hash, st:NAME, a Hugging Face id or folder)."),
+    template: Optional[str] = typer.Option(None, help="Item text template for --query, e.g. '{title}. Genres: {genres}'."),
     history_weight: float = typer.Option(0.3, help="Share of the user's history in the query vector (0..1)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
-    """Recommend items from a natural-language description of what a person likes."""
-    recs = pipeline.recommend_from_text(dataset, query, k, encoder, template, user, history_weight, data_dir)
-    table = Table("#", "item", "title", "score", title=f"{dataset}: {query!r}")
+    """Recommend items: with --model, from a trained bundle for a user or a session; with --dataset and
+    --query, from a natural-language description of what a person likes."""
+    if model is not None:
+        if query is not None or dataset is not None:
+            raise ConfigError("--model recommends for --user or --history; --query goes with --dataset")
+        recs = pipeline.recommend_from_bundle(model, user, _names(history) if history is not None else None, k)
+        title = f"{model}: " + (f"user {user}" if user is not None else f"session of {len(_names(history or ''))} items")
+    else:
+        if dataset is None or query is None:
+            raise ConfigError("give --model BUNDLE with --user / --history, or --dataset with --query")
+        recs = pipeline.recommend_from_text(dataset, query, k, encoder, template, user, history_weight, data_dir)
+        title = f"{dataset}: {query!r}"
+    table = Table("#", "item", "title", "score", title=title)
     for n, r in enumerate(recs, 1):
         table.add_row(str(n), r.item, r.title, f"{r.score:.3f}")
     out.print(table)
@@ -204,20 +265,15 @@ def encode(
 
 @app.command("export-encoder")
 def export_encoder(
-    model: Path = typer.Argument(..., help="Saved twotower model folder (model.json + state.npz)."),
+    model: Path = typer.Argument(..., help="Saved twotower model folder (model.json) or a bundle holding one."),
     out_dir: Path = typer.Argument(..., help="New folder for the Hugging Face model (config, weights, tokenizer)."),
     side: str = typer.Option("item", help="Which tower: item or query (the same model when the encoder is shared)."),
 ) -> None:
     """Write a fine-tuned two-tower model's encoder as an ordinary Hugging Face folder, usable as
     `--encoder FOLDER` / `--set encoder=FOLDER` by every other command and model."""
-    from lmrec.models import Recommender
-
-    if not (model / "model.json").is_file():
-        raise ConfigError(f"{model} is not a saved model folder (no model.json)")
-    loaded = Recommender.load(model)
-    if not hasattr(loaded, "export_encoder"):
-        raise ConfigError(f"{model} holds a {loaded.name!r} model; only a fine-tuned encoder (twotower) can be exported")
-    out.print(f"{side} encoder of {model} written to {loaded.export_encoder(out_dir, side)}")
+    if side not in ("item", "query"):
+        raise ConfigError(f"--side must be item or query, got {side!r}")
+    out.print(f"{side} encoder of {model} written to {pipeline.export_encoder(model, out_dir, side)}")  # type: ignore[arg-type]
 
 
 SourceOption = typer.Option(..., "--from", help="Artifact folder written by `lmrec pretrain`.")
@@ -235,12 +291,10 @@ def pretrain_cmd(
 ) -> None:
     """Pretrain one text-based sequence model on several domains at once (domain-balanced batches,
     sequence-item contrastive loss); writes a self-describing artifact for `lmrec transfer`."""
-    from lmrec.transfer import pretrain
-
     if model != "textseq":
         raise ConfigError(f"only textseq can be pretrained for transfer (its items are text), not {model!r}")
     names = [d.strip() for d in datasets.split(",") if d.strip()]
-    run = pretrain(names, parse_options(set_), out_dir, data_dir)
+    run = pipeline.pretrain(names, parse_options(set_), out_dir, data_dir)
     s = run.artifact.summary
     out.print(f"pretrained on {', '.join(names)}: {s['epochs_run']} epochs (best {s['best_epoch']}), "
               f"{s['seconds']:.0f} s; mean valid ndcg@10 {run.result.best_metric:.4f}")
@@ -258,9 +312,7 @@ def transfer_cmd(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Transfer a pretrained model to a target domain and evaluate it on the target's test part."""
-    from lmrec.transfer import transfer
-
-    model, run = transfer(source, target, mode, fraction, parse_options(set_), data_dir)
+    model, run = pipeline.transfer(source, target, mode, fraction, parse_options(set_), data_dir)
     _print_transfer_runs(target, [run.record(target)])
     if save is not None:
         out.print(f"model saved to {model.save(save)}")
@@ -280,14 +332,12 @@ def transfer_grid_cmd(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Every transfer mode at every fraction, with references: a table and a plot of NDCG@10 vs fraction."""
-    from lmrec.transfer import transfer_grid
-
     try:
         shares = tuple(float(f) for f in fractions.split(",") if f.strip())
     except ValueError:
         raise ConfigError(f"--fractions must be comma-separated numbers, got {fractions!r}") from None
     out_dir = out_dir or source / f"transfer-{target.replace(':', '-')}"
-    grid = transfer_grid(source, target, out_dir, tuple(m.strip() for m in modes.split(",") if m.strip()), shares,
+    grid = pipeline.transfer_grid(source, target, out_dir, tuple(m.strip() for m in modes.split(",") if m.strip()), shares,
                          tuple(r.strip() for r in references.split(",") if r.strip()), parse_sets(set_), data_dir)
     _print_transfer_runs(target, grid.records(target))
     out.print(f"grid: {grid.seconds / 60:.1f} min; {out_dir / 'transfer.md'}, {out_dir / 'transfer.png'}")
@@ -299,29 +349,6 @@ def _print_transfer_runs(target: str, records: list[dict[str, Any]]) -> None:
         table.add_row(r["mode"], f"{r['fraction']:g}", f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}",
                       f"{r['trainable_params']:,}", f"{r['train_seconds']:.1f}")
     out.print(table)
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``key=value`` strings -> {key: value} (values parsed as YAML scalars)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"--set expects option=value, got {item!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
-
-
-def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``model.key=value`` strings -> {model: {key: value}} (values parsed as YAML scalars)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        target, eq, value = item.partition("=")
-        model, dot, key = target.partition(".")
-        if not eq or not dot or not model or not key:
-            raise ConfigError(f"--set expects model.option=value, got {item!r}")
-        out.setdefault(model, {})[key] = yaml.safe_load(value)
-    return out
 
 
 def _print_leaderboard(run: pipeline.LeaderboardRun) -> None:
@@ -361,12 +388,30 @@ def _print_prepared(p: Prepared) -> None:
     out.print(f"stored at {p.path}")
 
 
+# Library errors name settings; on the command line, say which flag sets them.
+FLAG_HINTS = (
+    ("options are set for model", "--set / --models"),
+    ("models:", "--models"),
+    ("ks:", "--ks"),
+    ("k:", "-k"),
+    ("rerank model", "--rerank"),
+    ("rerank train_rows", "--rerank-train-rows"),
+)
+
+
+def _with_flag(message: str) -> str:
+    for start, flags in FLAG_HINTS:
+        if message.startswith(start):
+            return f"{message} (set with {flags})"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code; a user-caused error prints one line on stderr, exit code 2."""
     try:
         app(args=argv, prog_name="lmrec")  # standalone mode: handles --help, usage errors, Ctrl-C
     except LmrecError as exc:
-        err.print(f"[red]error:[/] {one_line(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(_with_flag(one_line(str(exc))))}", highlight=False, soft_wrap=True)
         return 2
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from lmrec.errors import ConfigError
@@ -33,3 +34,33 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
         else:
             problems.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(problems)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings -> {key: value} (values parsed as YAML scalars)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"an option must look like option=value, got {item!r}")
+        options[key.strip()] = _scalar(value, item)
+    return options
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``model.key=value`` strings -> {model: {key: value}} (values parsed as YAML scalars)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, eq, value = item.partition("=")
+        model, dot, key = target.partition(".")
+        if not eq or not dot or not model or not key:
+            raise ConfigError(f"a model option must look like model.option=value, got {item!r}")
+        out.setdefault(model, {})[key] = _scalar(value, item)
+    return out
+
+
+def _scalar(value: str, item: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read the value of {item!r}: {' '.join(str(exc).split())}") from None

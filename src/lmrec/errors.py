@@ -24,6 +24,11 @@ class ConfigError(LmrecError):
     """An option or configuration value is invalid."""
 
 
+class ArtifactError(LmrecError):
+    """A saved model, bundle or checkpoint is missing, corrupt, or from an lmrec that wrote another format
+    (the message names the file and what is wrong)."""
+
+
 def one_line(text: str) -> str:
     """Collapse whitespace so a message stays on one line."""
     return " ".join(str(text).split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -51,3 +52,28 @@ def atomic_write_text(path: Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def folder_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, by path relative to it."""
+    folder = Path(folder)
+    return {str(f.relative_to(folder)): sha256_file(f) for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def verify_checksums(folder: Path, checksums: dict[str, str]) -> str | None:
+    """None when every listed file exists with its checksum; else what is wrong, naming the file."""
+    for rel, digest in checksums.items():
+        f = Path(folder) / rel
+        if not f.is_file():
+            return f"{f}: missing"
+        if sha256_file(f) != digest:
+            return f"{f}: checksum differs from the one recorded (the file is corrupt or was changed)"
+    return None

@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from lmrec.artifacts import new_run_dir, write_config
-from lmrec.ctr import CTRModel, RelevanceMLP, Reranked, create_reranker, ctr_examples
-from lmrec.data import PrepareConfig, Prepared, get_spec, load_dataset, prepare
+from lmrec.bundle import Bundle, write_bundle
+from lmrec.data import PrepareConfig, Prepared, get_spec, list_datasets, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
+from lmrec.data.interactions import Interactions
+from lmrec.data.queries import Queries
 from lmrec.data.stats import interaction_stats
-from lmrec.errors import ConfigError, DatasetNotFound
-from lmrec.eval import EvalResult, Evaluator, compare
-from lmrec.eval.report import (
-    category_vectors,
-    leaderboard_frame,
-    per_user_frame,
-    plot_by_history_length,
-    plot_metric_bars,
-    to_markdown,
-    write_html,
-)
+from lmrec.errors import ConfigError, DataError, DatasetNotFound
+from lmrec.eval import EvalResult, Evaluator, recommend
+from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
-from lmrec.progress import logger, progress
-from lmrec.registry import create
+from lmrec.models.two_tower import TwoTowerLM
+from lmrec.progress import logger
+from lmrec.registry import create, load_model
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import default_template, item_vectors
+from lmrec.transfer import pretrain, transfer, transfer_grid
+
+__all__ = ["Rerank", "LeaderboardRun", "Recommendation", "TrainRun", "dataset_info", "demo", "download_dataset", "encode_items",
+           "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset", "pretrain", "recommend_from_bundle",
+           "recommend_from_text", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -67,23 +66,6 @@ DEMO_QUERY = "sci-fi about time travel, not horror"
 
 
 @dataclass
-class Rerank:
-    """Two-stage evaluation: a reranker reorders the top ``k`` of every leaderboard model; each pipeline is
-    a row of its own, named ``MODEL+RERANKER@k``. A CTR model (``lmrec.ctr``: id-fm, frozen-mlp,
-    cross-encoder) is fitted once on the split's labelled train rows (validated on its valid rows) and
-    needs a labelled, timed dataset (e.g. movielens-1m-collm); ``relevance-mlp`` is fitted per retriever on
-    that retriever's candidate lists from the train part (``lmrec.ctr.relevance``) and works on any dataset.
-    The candidates' order fuses the reranker's and the retriever's ranks (``lmrec.ctr.rerank``): ``weight``
-    1 is the reranker's order alone, 0 the retriever's; None picks it per pipeline on the valid users (0 unless
-    the best weight's gain there is significant, see ``Reranked.fit_weight``)."""
-
-    model: str = "cross-encoder"
-    k: int = 100
-    train_rows: int | None = None  # CTR rerankers: a stratified sample of the labelled train rows (None = all)
-    weight: float | None = None  # reranker's share of the fused rank; None = chosen on validation
-
-
-@dataclass
 class LeaderboardRun:
     """What ``leaderboard`` produced: the table, per-model results, and the run folder holding it all."""
 
@@ -97,128 +79,42 @@ class LeaderboardRun:
 def leaderboard(
     config: PrepareConfig | str, models: tuple[str, ...] | list[str] = DEFAULT_MODELS, ks: tuple[int, ...] = (10, 20),
     params: dict[str, dict[str, Any]] | None = None, runs_dir: str | Path = "runs", data_dir: str | Path | None = None,
-    html_report: bool = False, rerank: Rerank | None = None,
+    html_report: bool = False, rerank: Rerank | None = None, save_models: bool = False,
 ) -> LeaderboardRun:
     """Fit each model on the split's train part, evaluate on test (full ranking), and write the run folder:
     ``config.yaml``, ``metrics.json``, ``per_user.parquet``, ``leaderboard.md``, PNG plots (and
-    ``report.html`` if asked). ``params`` maps a model name to its config overrides. With ``rerank``, each
-    model is also evaluated with a CTR reranker on its top k (see ``Rerank``)."""
-    params = params or {}
-    unknown = set(params) - set(models) - ({rerank.model} if rerank else set())
-    if unknown:
-        raise ConfigError(f"--set names model(s) not in --models: {', '.join(sorted(unknown))}")
+    ``report.html`` if asked; with ``save_models`` every fitted model as a bundle in ``models/NAME``).
+    ``params`` maps a model name to its config overrides. With ``rerank``, each model is also evaluated
+    with a reranker on its top k (see ``Rerank``)."""
+    _check_ks(ks)
     prepared = prepare(config, data_dir=data_dir)
-    evaluator = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items))
-    built = [(name, create(name, **params.get(name, {}))) for name in models]  # config errors before any work
-    reranker = create_reranker(rerank.model, **params.get(rerank.model, {})) if rerank else None
-    if rerank is not None and isinstance(reranker, CTRModel) and prepared.split.train.label is None:
-        raise ConfigError(f"--rerank {rerank.model} trains a CTR model on like / dislike labels, and {prepared.name} "
-                          f"has no labels; use a labelled dataset such as movielens-1m-collm, or --rerank "
-                          f"{RelevanceMLP.name} (trained on the retriever's candidates)")
-    if rerank is not None and isinstance(reranker, RelevanceMLP) and rerank.train_rows is not None:
-        raise ConfigError(f"--rerank-train-rows samples labelled CTR rows; {RelevanceMLP.name} trains on candidate "
-                          f"lists (set {RelevanceMLP.name}.holdout to change how many)")
-    # models trained for epochs stop early on the valid part (never on test)
-    validation = (Evaluator(prepared.split, "valid", ks=tuple(sorted({*ks, 10})))  # 10: the default monitor
-                  if any(m.uses_validation for _, m in built) else None)
-    results, timings = [], {}
-    for name, model in progress(built, desc="models", total=len(built)):
-        started = time.perf_counter()
-        model.fit(prepared.split.train, prepared.items, validation=validation)
-        timings[name] = {"fit_s": time.perf_counter() - started}
-        logger.info("fitted %s in %.2fs", name, timings[name]["fit_s"])
-        results.append(evaluator.evaluate(model, name=name))
-    if rerank is not None and reranker is not None:
-        results += _reranked(prepared, evaluator, built, reranker, rerank, timings, params.get(rerank.model, {}))
-    table = leaderboard_frame(results, timings)
-    best = max(results, key=lambda r: r.means()[f"ndcg@{min(ks)}"])
-    significance = [compare(best, r, f"ndcg@{min(ks)}") | {"a": best.model, "b": r.model}
-                    for r in results if r is not best]
-
-    run_dir = new_run_dir(runs_dir, f"{prepared.name}-{prepared.config.split}")
-    write_config(run_dir, {"dataset": prepared.config.model_dump(), "models": {n: m.config.model_dump() for n, m in built},
-                           "rerank": ({**asdict(rerank), "config": reranker.config.model_dump()}
-                                      if rerank and reranker else None),
-                           "ks": list(ks), "evaluation": {"part": "test", "mode": "full ranking, history masked"},
-                           "prepared": str(prepared.path)})
-    metrics = {r.model: {"means": r.means(), "ci95": r.ci95(), "aggregate": r.aggregate,
-                         "fit_seconds": timings[r.model]["fit_s"], "eval_seconds": r.seconds, "users": len(r.users),
-                         **{k: v for k, v in timings[r.model].items() if k.startswith("rerank_")}}
-               for r in results}
-    (run_dir / "metrics.json").write_text(json.dumps({"models": metrics, "significance": significance}, indent=2))
-    per_user_frame(results).to_parquet(run_dir / "per_user.parquet", index=False)
-    title = f"{prepared.name}, split {prepared.split.name}: test, full ranking over {prepared.split.n_items:,} items"
-    sig = pd.DataFrame([{"model": s["b"], f"ndcg@{min(ks)} diff vs {s['a']}": s["diff"], "t-test p": s["t_p"],
-                         "Wilcoxon p": s["wilcoxon_p"]} for s in significance])
-    md = to_markdown(table, title) + ("\n" + to_markdown(sig, "Paired tests across users") if len(sig) else "")
-    (run_dir / "leaderboard.md").write_text(md)
-    k0 = min(ks)
-    images = [plot_metric_bars(results, run_dir / "metrics_with_ci.png", (f"recall@{k0}", f"ndcg@{k0}")),
-              plot_by_history_length(results, run_dir / f"ndcg@{min(ks)}_by_history_length.png", f"ndcg@{min(ks)}")]
-    report = None
-    if html_report:
-        sections = [("Leaderboard", to_markdown(table))] + ([("Paired tests across users", to_markdown(sig))] if len(sig) else [])
-        report = write_html(run_dir / "report.html", f"lmrec leaderboard: {title}", sections, images)
-    return LeaderboardRun(run_dir, table, results, significance, report)
+    runs = run_models(prepared, models, ks, params or {}, rerank)
+    run_dir = record_run(runs, runs_dir, save_models)
+    table, report = report_run(runs, run_dir, html_report)
+    return LeaderboardRun(run_dir, table, runs.results, runs.significance, report)
 
 
-def _reranked(prepared: Prepared, evaluator: Evaluator, built: list[tuple[str, Any]],
-              reranker: CTRModel | RelevanceMLP, rerank: Rerank, timings: dict[str, dict[str, float]],
-              params: dict[str, Any]) -> list[EvalResult]:
-    """Fit the reranker (a CTR model once; a relevance reranker per retriever, on its own candidates), then
-    evaluate every fitted model with it on top (see ``Rerank``)."""
-    fit_s, trained_on = 0.0, {}
-    if isinstance(reranker, CTRModel):
-        train = ctr_examples(prepared.split, "train").sample(rerank.train_rows)
-        started = time.perf_counter()
-        reranker.fit(train, prepared.items, ctr_examples(prepared.split, "valid"))
-        fit_s = time.perf_counter() - started
-        trained_on = {"rerank_train_rows": len(train)}
-        logger.info("fitted reranker %s on %d rows in %.2fs", rerank.model, len(train), fit_s)
-    valid = Evaluator(prepared.split, "valid", ks=(10,))
-    results = []
-    for name, model in built:
-        if isinstance(reranker, RelevanceMLP):
-            reranker = RelevanceMLP(**params)  # each retriever's candidates train their own reranker
-            started = time.perf_counter()
-            reranker.fit(model, prepared.split.train, prepared.items, rerank.k)
-            fit_s = time.perf_counter() - started
-            assert reranker.list_stats_ is not None
-            trained_on = {"rerank_train_lists": reranker.list_stats_.lists,
-                          "rerank_list_hit_rate": reranker.list_stats_.hit_rate}
-            logger.info("fitted reranker %s on %s's candidates in %.2fs", rerank.model, name, fit_s)
-        two_stage = Reranked(model, reranker, rerank.k, weight=1.0 if rerank.weight is None else rerank.weight)
-        chosen = {}
-        if rerank.weight is None:
-            started = time.perf_counter()
-            choice = two_stage.fit_weight(valid)
-            chosen = {"rerank_valid_ndcg@10": choice.curve, "rerank_valid_best_weight": choice.best,
-                      "rerank_valid_p": choice.p_value, "rerank_weight_choice_s": time.perf_counter() - started}
-            logger.info("%s: fused-rank weight %.1f (best on valid %.1f, paired t-test p vs the retriever's order "
-                        "%s; NDCG@10 %s)", two_stage.name, two_stage.weight, choice.best,
-                        "-" if choice.p_value is None else f"{choice.p_value:.3g}",
-                        ", ".join(f"{w}: {v:.4f}" for w, v in choice.curve.items()))
-        results.append(evaluator.evaluate(two_stage, name=two_stage.name))
-        # fit: retriever + reranker; the reranking cost per user is what the second stage adds at serving time
-        timings[two_stage.name] = {"fit_s": timings[name]["fit_s"] + fit_s,
-                                   "rerank_ms_per_user": 1000 * two_stage.seconds_per_user,
-                                   "rerank_weight": two_stage.weight, "rerank_fit_s": fit_s, **trained_on, **chosen}
-    return results
+def _check_ks(ks: tuple[int, ...]) -> None:
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"ks: cut-offs must be positive integers, got {list(ks)}")
 
 
 @dataclass
-class TextRecommendation:
-    """One recommended item for a text query."""
+class Recommendation:
+    """One recommended item: raw id, display title, score."""
 
     item: str
     title: str
     score: float
 
 
+TextRecommendation = Recommendation  # the name recommend_from_text returned before bundles existed
+
+
 def recommend_from_text(
     dataset: str, query: str, k: int = 10, encoder: str = DEFAULT_ENCODER, template: str | None = None,
     user: str | None = None, history_weight: float = 0.3, data_dir: str | Path | None = None,
-) -> list[TextRecommendation]:
+) -> list[Recommendation]:
     """Items of ``dataset`` that match a free-text ``query`` (optionally blended with a user's history,
     whose items are then not recommended again)."""
     ds = load_dataset(dataset, data_dir)
@@ -233,9 +129,9 @@ def recommend_from_text(
         history_vector = vectors[exclude].mean(0) if len(exclude) else None
     ids, scores = TextQuery(enc, vectors).recommend(query, k, exclude, history_vector,
                                                      history_weight if user is not None else 0.0)
-    titles = ds.items["title"] if "title" in ds.items else np.asarray(ds.items.render(template or default_template(ds.items)))
+    titles = ds.items.titles()
     raw = ds.interactions.items.raws(ids)
-    return [TextRecommendation(str(r), str(titles[i]), float(s)) for r, i, s in zip(raw, ids, scores)]
+    return [Recommendation(str(r), str(titles[i]), float(s)) for r, i, s in zip(raw, ids, scores)]
 
 
 def encode_items(
@@ -255,7 +151,7 @@ def encode_items(
 
 
 def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: str | Path = "runs",
-         models: tuple[str, ...] = DEMO_MODELS) -> tuple[Prepared, LeaderboardRun, list[TextRecommendation]]:
+         models: tuple[str, ...] = DEMO_MODELS) -> tuple[Prepared, LeaderboardRun, list[Recommendation]]:
     """The main job: prepare MovieLens-100K (leave-one-out), run the leaderboard of classical and
     language-model recommenders with an HTML report, and answer a free-text query (``DEMO_QUERY``).
 
@@ -274,3 +170,90 @@ def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: st
     run = leaderboard(config, models, params=params, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
     answers = recommend_from_text(DEMO_DATASET, DEMO_QUERY, k=5, data_dir=data_dir)
     return prepared, run, answers
+
+
+# --- bundles: train one model and keep it --------------------------------------------------------------------
+@dataclass
+class TrainRun:
+    """What ``train`` produced: the bundle folder, the fitted model and its test result."""
+
+    path: Path
+    model: Any
+    result: EvalResult
+    fit_seconds: float
+
+
+def train(config: PrepareConfig | str, model: str, params: dict[str, Any] | None = None,
+          out: str | Path = "bundle", ks: tuple[int, ...] = (10, 20), data_dir: str | Path | None = None) -> TrainRun:
+    """Fit one recommender on the split's train part (early stopping on valid), evaluate it on test (full
+    ranking), and write a bundle (``lmrec.bundle``) to ``out``."""
+    _check_ks(ks)
+    recommender = create(model, ("ranker",), **(params or {}))  # config errors before any work
+    prepared = prepare(config, data_dir=data_dir)
+    validation = (Evaluator(prepared.split, "valid", ks=tuple(sorted({*ks, 10})))
+                  if recommender.uses_validation else None)
+    started = time.perf_counter()
+    recommender.fit(prepared.split.train, prepared.items, validation=validation)
+    fit_seconds = time.perf_counter() - started
+    result = Evaluator(prepared.split, "test", ks=ks).evaluate(recommender, name=model)
+    path = write_bundle(out, recommender, prepared,
+                        {"dataset": prepared.config.model_dump(), "model": model,
+                         "params": recommender.config.model_dump(), "ks": list(ks)},
+                        {**training_metrics(recommender, result, fit_seconds), "ks": list(ks)})
+    return TrainRun(path, recommender, result, fit_seconds)
+
+
+def evaluate_bundle(path: str | Path, part: Literal["test", "valid"] = "test",
+                    ks: tuple[int, ...] | None = None) -> tuple[EvalResult, dict[str, float]]:
+    """Evaluate a bundle's model on its own split from the folder alone; returns the result and, for the
+    test part, the means recorded at training time (empty otherwise) to compare with."""
+    bundle = Bundle.load(path)
+    ks = ks or tuple(bundle.metrics.get("ks", (10, 20)))
+    _check_ks(ks)
+    result = Evaluator(bundle.prepared.split, part, ks=ks).evaluate(bundle.model, name=bundle.model.name)
+    return result, (bundle.metrics.get("test", {}) if part == "test" else {})
+
+
+def recommend_from_bundle(path: str | Path, user: str | None = None, history: list[str] | None = None,
+                          k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
+    """Top ``k`` items of a bundle's model for a known user (raw id; their history is every event the
+    bundle holds for them) or for an anonymous session (``history``: raw item ids, oldest first)."""
+    if k < 1:
+        raise ConfigError(f"k: the number of items must be at least 1, got {k}")
+    if (user is None) == (history is None):
+        raise ConfigError("recommend: give either a user (raw id) or a history (raw item ids), not both")
+    bundle = Bundle.load(path)
+    prepared = bundle.prepared
+    users, items = prepared.split.train.users, prepared.split.train.items
+    if user is not None:
+        if user not in users:
+            raise DataError(f"user {user!r} is not in the bundle {path} (it knows {len(users):,} users); pass "
+                            "their recent items as a history instead")
+        events = prepared.interactions.positives()
+        queries = Queries.from_interactions(events, np.array([users.index(user)]))
+    else:
+        assert history is not None
+        unknown = [h for h in history if h not in items]
+        if unknown:
+            raise DataError(f"item id(s) not in the bundle {path}: {', '.join(map(repr, unknown[:5]))}")
+        idx = np.array([items.index(h) for h in history], dtype=np.int64)
+        session = Interactions(np.full(len(idx), len(users), dtype=np.int64), idx, users.extend(["(session)"]), items,
+                               time=np.arange(len(idx), dtype=np.int64))
+        queries = Queries.from_interactions(session, np.array([len(users)]))
+    keep_all = sp.csr_matrix(queries.history.shape, dtype=np.float32)  # nothing excluded
+    ids, scores = recommend(bundle.model, queries, k, None if exclude_seen else keep_all)
+    titles = prepared.items.titles()
+    raw = items.raws(ids[0])
+    return [Recommendation(str(r), str(titles[i]), float(s)) for r, i, s in zip(raw, ids[0], scores[0])
+            if np.isfinite(s)]
+
+
+def export_encoder(model_dir: str | Path, out: str | Path, side: Literal["item", "query"] = "item") -> Path:
+    """A fine-tuned two-tower model's encoder (saved model folder or bundle) as an ordinary Hugging Face
+    folder that every model takes as its ``encoder``."""
+    model_dir = Path(model_dir)
+    model = Bundle.load(model_dir).model if (model_dir / "bundle.json").is_file() else load_model(model_dir)
+    if not isinstance(model, TwoTowerLM):
+        raise ConfigError(f"{model_dir} holds a {model.name!r} model; only a fine-tuned encoder (twotower) "
+                          "can be exported")
+    return model.export_encoder(out, side)

@@ -83,7 +83,7 @@ def test_cross_encoder_learns_the_pattern_from_text(bert):
     # enough rows per user that histories hold several liked titles to compare the candidate with
     split, items = colour_ctr(n_users=40, per_user=30)
     train, test = ctr_examples(split, "train"), ctr_examples(split, "test")
-    model = CrossEncoderCTR(encoder=str(bert), epochs=30, lr=3e-3, batch_size=32).fit(train, items)
+    model = CrossEncoderCTR(encoder=str(bert), epochs=30, lr=1e-3, batch_size=32).fit(train, items)
     first, second = model.pair_texts(test, np.array([0]))
     assert second[0] == items["title"][test.items[0]] and (first[0] == "no history" or ";" in first[0] or " " in first[0])
     assert model.evaluate(test)["auc"] >= 0.85  # chance is 0.5; the ID-free pattern needs the text
@@ -105,21 +105,22 @@ def test_decoder_backbone_with_lora_trains_head_and_adapters_only(llama):
 def test_cross_encoder_tuning_counts(bert, tuning, expected):
     split, items = colour_ctr(n_users=8, per_user=5)
     model = CrossEncoderCTR(encoder=str(bert), tuning=tuning, top_k=1, epochs=1).fit(ctr_examples(split, "train"), items)
-    m = model.encoder_.model
+    m = model.net_.model
     head = sum(p.numel() for p in m.classifier.parameters())
-    last = sum(p.numel() for p in m.bert.encoder.layer[-1].parameters())
+    # top-k trains the last layer and what runs after the layer stack (BERT's pooler, which the head reads)
+    last = sum(p.numel() for p in m.bert.encoder.layer[-1].parameters()) + sum(p.numel() for p in m.bert.pooler.parameters())
     counts = {"head": head, "head+last": head + last, "all": sum(p.numel() for p in m.parameters())}
     assert model.trainable_params_ == counts[expected]
 
 
 @pytest.mark.parametrize("tuning", ["full", "lora"])
 def test_cross_encoder_head_learns_at_its_own_rate(bert, tuning):
+    from lmrec.ctr.models import _CrossEncoder
     from lmrec.train import Trainer
 
-    split, items = colour_ctr(n_users=8, per_user=5)
-    model = CrossEncoderCTR(encoder=str(bert), tuning=tuning, lr=1e-5, head_lr=1e-3, epochs=1).fit(
-        ctr_examples(split, "train"), items)
-    net = model.encoder_
+    model = CrossEncoderCTR(encoder=str(bert), tuning=tuning, lr=1e-5, head_lr=1e-3, epochs=1)
+    net = _CrossEncoder(bert)
+    net.tune(model.config)  # as fit() does before training (afterwards LoRA is merged away)
     head = {id(p) for n, p in net.named_parameters() if "classifier" in n and p.requires_grad}
     assert head
     lrs = {id(p): g["lr"] for g in Trainer(model.config)._optimizer(net).param_groups for p in g["params"]}

@@ -113,7 +113,7 @@ def test_ci_slices_and_paired_compare():
 def test_top_k_breaks_ties_by_item_index_whatever_k():
     import torch
 
-    from lmrec.eval.ranking import top_k
+    from lmrec.eval.topk import top_k
 
     scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0, 3.0], [0.0, 0.0, 5.0, 0.0, 0.0, 0.0]])
     assert top_k(scores, 2).tolist() == [[1, 2], [2, 0]]

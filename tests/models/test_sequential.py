@@ -11,8 +11,7 @@ from lmrec.data import IdMap, Interactions, ItemTable, leave_one_out
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator
-from lmrec.models import Recommender
-from lmrec.registry import create
+from lmrec.registry import create, load_model
 
 N_ITEMS = 20
 SMALL = dict(dim=16, heads=2, layers=1, max_len=5, batch_size=16, lr=1e-2, dropout=0.1)
@@ -112,7 +111,7 @@ def test_early_stopping_on_the_validation_part_and_save_load(tmp_path):
     assert Evaluator(split, "test", ks=(10,)).evaluate(model).means()["ndcg@10"] > 0.8
     model.save(tmp_path / "m")
     q = Queries.from_interactions(split.train)
-    loaded = Recommender.load(tmp_path / "m").to("auto")  # loads on the CPU; score on the same device
+    loaded = load_model(tmp_path / "m").to("auto")  # loads on the CPU; score on the same device
     np.testing.assert_array_equal(loaded.score(q), model.score(q))
 
 

@@ -6,7 +6,8 @@ import torch
 
 from lmrec.errors import DataError
 from lmrec.text import EncoderError, HashingEncoder, HFEncoder, TfidfEncoder, load_encoder
-from lmrec.text.encoder import check_texts, packaged_minilm
+from lmrec.text.backbone import packaged_minilm
+from lmrec.text.encoder import check_texts
 from tests.text import tiny_models
 
 WORDS = ["red", "nail", "polish", "steel", "toolbox", "with", "tray", "a", "pink", "bottle", "gadget"]

@@ -8,10 +8,10 @@ import torch
 from lmrec.data import IdMap, Interactions, ItemTable, leave_one_out
 from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator
-from lmrec.models import Recommender
-from lmrec.registry import create
+from lmrec.registry import create, load_model
 from lmrec.text import HFEncoder
-from lmrec.text.tuning import TunableEncoder, transformer_layers
+from lmrec.text.backbone import transformer_layers
+from lmrec.text.tuning import TunableEncoder
 from tests.text import tiny_models
 
 COLORS = ["red", "blue", "green", "yellow"]
@@ -107,7 +107,7 @@ def test_two_tower_learns_a_planted_text_pattern(tiny_bert, tmp_path):
     assert tuned.trainable_params_ > 0 and frozen.trainable_params_ == 0
     tuned_recall = test.evaluate(tuned).means()["recall@5"]
     assert tuned_recall >= 0.9 and test.evaluate(frozen).means()["recall@5"] <= tuned_recall - 0.2
-    loaded = Recommender.load(tuned.save(tmp_path / "m"))
+    loaded = load_model(tuned.save(tmp_path / "m"))
     q = test.queries
     np.testing.assert_allclose(loaded.score(q), tuned.score(q), atol=1e-5)
     # a free-text query goes through the same query tower: the rendered history text scores identically
@@ -127,7 +127,8 @@ def test_two_tower_learns_a_planted_text_pattern(tiny_bert, tmp_path):
 def test_in_batch_loss_with_logq_correction_by_hand():
     from types import SimpleNamespace
 
-    from lmrec.models.two_tower import InBatchInfoNCE, PairBatch
+    from lmrec.models.two_tower import PairBatch
+    from lmrec.nn.losses import InBatchInfoNCE
 
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     i = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # targets (items 4, 7), then a hard negative (item 7)
@@ -163,7 +164,7 @@ def test_export_encoder_command(tiny_bert, tmp_path, capsys):
     assert main(["export-encoder", str(pop), str(tmp_path / "x")]) == 2
     assert "holds a 'pop' model" in capsys.readouterr().err
     assert main(["export-encoder", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
-    assert "not a saved model folder" in capsys.readouterr().err
+    assert "is not a saved model" in capsys.readouterr().err
 
 
 def test_hard_negatives_come_from_the_neighbours_and_never_from_the_users_items():

@@ -8,7 +8,7 @@ import torch
 
 from lmrec.data import IdMap, Interactions
 from lmrec.data.batching import SequenceWindows
-from lmrec.errors import ConfigError
+from lmrec.errors import ArtifactError, ConfigError
 from lmrec.models.sasrec import SASRecConfig, SASRecNet
 from lmrec.nn.losses import BCELoss, BPRLoss, FullSoftmaxCE, SampledSoftmax
 from lmrec.train import TrainConfig, Trainer, TrainingError
@@ -104,7 +104,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, step 6; the last good checkpoint \(step 4\)"):
         Trainer(TrainConfig(epochs=2, checkpoint_every=2, checkpoint_dir=str(tmp_path))).fit(
             net(), NanAfter(FullSoftmaxCE(), 5), windows())
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["loop"]["step"] == 4 and all(torch.isfinite(v).all() for v in saved["model"].values())
 
 
@@ -150,3 +150,24 @@ def test_missing_logger_package_is_named():
         pytest.skip("mlflow is installed here; the error path needs it absent")
     with pytest.raises(ConfigError, match="pip install mlflow"):
         Trainer(TrainConfig(epochs=1, loggers=["mlflow"])).fit(net(), FullSoftmaxCE(), windows())
+
+
+class _Planted:
+    """Unpickling this object runs code (writes a file): what a malicious checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_checkpoint_runs_no_code_and_gives_one_line(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"config": {}, "x": _Planted(marker)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ArtifactError, match="not a checkpoint lmrec can read safely"):
+        Trainer(TrainConfig(epochs=1, checkpoint_dir=str(tmp_path))).fit(net(), FullSoftmaxCE(), windows())
+    assert not marker.exists()
+    (tmp_path / "checkpoint.pt").write_bytes(b"truncated")
+    with pytest.raises(ArtifactError, match="delete it to start over"):
+        Trainer(TrainConfig(epochs=1, checkpoint_dir=str(tmp_path))).fit(net(), FullSoftmaxCE(), windows())

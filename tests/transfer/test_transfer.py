@@ -16,9 +16,8 @@ from typer.testing import CliRunner
 from lmrec.cli import app
 from lmrec.data.batching import MultiDomainWindows, SequenceWindows
 from lmrec.data.interactions import Sequences
-from lmrec.errors import ConfigError
-from lmrec.models import Recommender
-from lmrec.registry import create
+from lmrec.errors import ArtifactError, ConfigError
+from lmrec.registry import create, load_model
 from lmrec.transfer import PretrainedArtifact, keep_users, pretrain, transfer, transfer_grid
 from lmrec.transfer.workflow import Target
 
@@ -138,7 +137,7 @@ def test_lora_model_saves_and_loads_with_identical_scores(base, home, tmp_path):
     out, _ = base
     model, _ = transfer(out, "gamma", "lora", params={"epochs": 2}, data_dir=home)
     tgt = Target("gamma", PretrainedArtifact.load(out), data_dir=home)
-    loaded = Recommender.load(model.save(tmp_path / "m"))
+    loaded = load_model(model.save(tmp_path / "m"))
     q = tgt.test.queries
     assert np.array_equal(model.score(q), loaded.score(q))
 
@@ -180,7 +179,7 @@ def test_bad_inputs_get_clear_errors(base, home, tmp_path):
     art.save(stale)
     with pytest.raises(ConfigError, match="re-encoded|pretrain again"):
         transfer(stale, "gamma", "adapter", data_dir=home)
-    with pytest.raises(ConfigError, match="not a pretrained artifact"):
+    with pytest.raises(ArtifactError, match="not a pretrained artifact"):
         transfer(tmp_path, "gamma", "adapter", data_dir=home)
 
 

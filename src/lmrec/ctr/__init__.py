@@ -7,16 +7,15 @@ candidate item, label, the user's liked items before that moment). Models share 
 ``CrossEncoderCTR`` (a Hugging Face model reads "history titles [SEP] candidate title" and is fine-tuned
 with BCE; BERT-family or decoder-only backbones, full / LoRA / top-k / frozen tuning).
 Two-stage: ``Reranked`` reorders a retriever's top k with a CTR model or with ``RelevanceMLP``, which is
-trained on which of the retriever's candidates users pick next (no labels needed); ``create_reranker``.
+trained on which of the retriever's candidates users pick next (no labels needed). All are registered in
+``lmrec.registry`` (kinds ``ctr`` and ``reranker``).
 """
 
 from lmrec.ctr.data import CTRExamples, ctr_examples
 from lmrec.ctr.metrics import auc, log_loss
-from lmrec.ctr.models import CTR_MODELS, CrossEncoderCTR, CTRModel, FrozenEncoderMLP, IdFM, create_ctr
+from lmrec.ctr.models import CrossEncoderCTR, CTRModel, FrozenEncoderMLP, IdFM
 from lmrec.ctr.relevance import CandidateLists, RelevanceMLP, candidate_lists
 from lmrec.ctr.rerank import Reranked
-from lmrec.ctr.rerankers import RERANKERS, create_reranker
 
-__all__ = ["CTRExamples", "CTRModel", "CTR_MODELS", "CandidateLists", "CrossEncoderCTR", "FrozenEncoderMLP", "IdFM",
-           "RERANKERS", "RelevanceMLP", "Reranked", "auc", "candidate_lists", "create_ctr", "create_reranker",
-           "ctr_examples", "log_loss"]
+__all__ = ["CTRExamples", "CTRModel", "CandidateLists", "CrossEncoderCTR", "FrozenEncoderMLP", "IdFM",
+           "RelevanceMLP", "Reranked", "auc", "candidate_lists", "ctr_examples", "log_loss"]

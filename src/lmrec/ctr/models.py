@@ -8,22 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from lmrec.config import validate
 from lmrec.ctr.data import CTRExamples
 from lmrec.ctr.metrics import auc, log_loss
 from lmrec.data.items import ItemTable
 from lmrec.errors import ConfigError
-from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder, resolve_model_path
+from lmrec.models.base import Model, load_module_state, module_state
+from lmrec.nn.losses import BinaryCrossEntropy
+from lmrec.text import backbone
+from lmrec.text.backbone import DEFAULT_ENCODER, TuningOptions
+from lmrec.text.encoder import load_encoder
 from lmrec.text.texts import item_vectors
-from lmrec.text.tuning import TUNINGS, transformer_layers
 from lmrec.train import TrainConfig, Trainer, TrainResult
 
 
@@ -59,23 +61,33 @@ class RowBatches:
             yield self.make(order[start:start + self.batch_size])
 
 
-def _bce(module: nn.Module, batch: TensorBatch) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(module(batch.tensors).float(), batch.tensors["labels"])
+class CTRModel(Model):
+    """Pointwise like / dislike models: ``fit(train, items, valid)`` on ``CTRExamples``,
+    ``predict(examples) -> probabilities``. The network is built from arrays (``_inputs``) that are saved
+    with it, so a loaded model needs neither the dataset nor the encoder."""
 
-
-class CTRModel:
-    name: ClassVar[str] = "ctr"
+    kind: ClassVar[str] = "ctr"
     Config: ClassVar[type[CTRConfig]] = CTRConfig
 
     def __init__(self, **params: Any):
-        self.config: Any = validate(self.Config, params, where=f"model {self.name!r}")
+        super().__init__(**params)
         self.net_: nn.Module | None = None
+        self.inputs_: dict[str, Any] = {}
         self.train_result_: TrainResult | None = None
         self.trainable_params_ = 0
 
-    # subclasses: build the network and turn example rows into tensors
-    def _build(self, train: CTRExamples, items: ItemTable) -> nn.Module:
+    # subclasses: the arrays the network is built from, the network, and example rows as tensors
+    def _inputs(self, train: CTRExamples, items: ItemTable) -> dict[str, Any]:
+        return {}
+
+    def _new_net(self, inputs: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
+
+    def _before_training(self, net: nn.Module) -> None:
+        """Hook: choose what trains (not on load)."""
+
+    def _after_training(self, net: nn.Module) -> None:
+        """Hook: e.g. merge LoRA so the saved network is plain."""
 
     def _tensors(self, ex: CTRExamples, rows: np.ndarray) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -85,21 +97,39 @@ class CTRModel:
             raise ConfigError(f"cannot fit {self.name!r} on no examples")
         c = self.config
         torch.manual_seed(c.seed)
-        self.net_ = self._build(train, items)
+        self.inputs_ = self._inputs(train, items)
+        self.net_ = self._new_net(self.inputs_)
+        self._before_training(self.net_)
         self.trainable_params_ = sum(p.numel() for p in self.net_.parameters() if p.requires_grad)
         data = RowBatches(len(train), c.batch_size, c.seed, lambda rows: self._batch(train, rows))
         check = valid.sample(c.valid_rows, seed=c.seed) if valid is not None else None
-        self.train_result_ = Trainer(c).fit(self.net_, _bce, data,
+        self.train_result_ = Trainer(c).fit(self.net_, BinaryCrossEntropy(), data,
                                             (lambda: self.evaluate(check)) if check is not None else None)
+        self._after_training(self.net_)
         return self
+
+    def _check_fitted(self) -> None:
+        if self.net_ is None:
+            raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")
+
+    def _state(self) -> dict[str, Any]:
+        assert self.net_ is not None
+        return {**{f"inputs.{k}": v for k, v in self.inputs_.items()}, **module_state(self.net_)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.inputs_ = {k[len("inputs."):]: v for k, v in state.items() if k.startswith("inputs.")}
+        self.net_ = self._new_net(self.inputs_)
+        load_module_state(self.net_, state)
+        self.net_.eval()
 
     def _batch(self, ex: CTRExamples, rows: np.ndarray) -> TensorBatch:
         return TensorBatch({**self._tensors(ex, rows), "labels": torch.as_tensor(ex.labels[rows], dtype=torch.float32)})
 
     @torch.no_grad()
     def predict(self, ex: CTRExamples, batch_size: int = 512) -> np.ndarray:
-        if self.net_ is None:
-            raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")
+        """Like probabilities ``[len(ex)]``."""
+        self._check_fitted()
+        assert self.net_ is not None
         net = self.net_.eval()
         device = next(net.parameters()).device
         out = [torch.sigmoid(net(self._batch(ex, np.arange(s, min(s + batch_size, len(ex)))).to(device).tensors).float())
@@ -157,9 +187,13 @@ class IdFM(CTRModel):
     name = "id-fm"
     Config = IdFMConfig
 
-    def _build(self, train: CTRExamples, items: ItemTable) -> nn.Module:
+    def _inputs(self, train: CTRExamples, items: ItemTable) -> dict[str, Any]:
         # every user of the split gets a row; users absent from training keep their (small, random) init
-        return _FM(train.n_users, len(items), self.config.dim)
+        return {"sizes": np.array([train.n_users, len(items)], dtype=np.int64)}
+
+    def _new_net(self, inputs: dict[str, Any]) -> nn.Module:
+        n_users, n_items = (int(n) for n in inputs["sizes"])
+        return _FM(n_users, n_items, self.config.dim)
 
     def _tensors(self, ex: CTRExamples, rows: np.ndarray) -> dict[str, torch.Tensor]:
         hist, mask = _padded(ex.histories, rows)
@@ -193,9 +227,12 @@ class FrozenEncoderMLP(CTRModel):
     name = "frozen-mlp"
     Config = FrozenMLPConfig
 
-    def _build(self, train: CTRExamples, items: ItemTable) -> nn.Module:
+    def _inputs(self, train: CTRExamples, items: ItemTable) -> dict[str, Any]:
         vectors, _ = item_vectors(items, load_encoder(self.config.encoder))
-        return _MLP(vectors, self.config.hidden, self.config.dropout)
+        return {"vectors": vectors}
+
+    def _new_net(self, inputs: dict[str, Any]) -> nn.Module:
+        return _MLP(inputs["vectors"], self.config.hidden, self.config.dropout)
 
     def _tensors(self, ex: CTRExamples, rows: np.ndarray) -> dict[str, torch.Tensor]:
         hist, mask = _padded(ex.histories, rows)
@@ -203,16 +240,11 @@ class FrozenEncoderMLP(CTRModel):
 
 
 # --- cross-encoder -----------------------------------------------------------------------------------------------
-class CrossEncoderConfig(CTRConfig):
+class CrossEncoderConfig(CTRConfig, TuningOptions):
     encoder: str = DEFAULT_ENCODER
     batch_size: int = Field(16, ge=1)
     lr: float = Field(5e-5, gt=0)
     epochs: int = Field(3, ge=1)
-    tuning: Literal["full", "lora", "top-k", "frozen"] = "full"
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    lora_targets: list[str] | None = None
-    top_k: int = Field(2, ge=1)
     head_lr: float | None = Field(None, gt=0, description="learning rate of the new classification head "
                                   "(None = lr); a random head barely moves at a fine-tuning lr in a few steps")
     history_items: int = Field(10, ge=0, description="liked history titles in the input, most recent first")
@@ -220,40 +252,22 @@ class CrossEncoderConfig(CTRConfig):
 
 
 class _CrossEncoder(nn.Module):
-    def __init__(self, c: CrossEncoderConfig):
+    """A Hugging Face classifier with one logit; decoder-only models read the last non-padding token."""
+
+    def __init__(self, path: Path):
         super().__init__()
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        self.tokenizer = backbone.load_tokenizer(path)
+        self.model: Any = backbone.load_model(path, head="classifier", pad_token_id=self.tokenizer.pad_token_id)
 
-        path = resolve_model_path(c.encoder)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        # one logit; for decoder-only models the head reads the last non-padding token (pad id required)
-        self.model: Any = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self._tune(c)
-
-    def _tune(self, c: CrossEncoderConfig) -> None:
-        if c.tuning not in TUNINGS:
-            raise ConfigError(f"unknown tuning {c.tuning!r}; choose one of {', '.join(TUNINGS)}")
+    def tune(self, c: CrossEncoderConfig) -> None:
+        """What trains (``c.tuning``); the new head always trains (with 'frozen': a linear probe)."""
         prefix = self.model.base_model_prefix
         head = [m for n, m in self.model.named_children() if n != prefix]  # classifier / score (+ dropout)
-        if c.tuning == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            self.model = get_peft_model(self.model, LoraConfig(task_type="SEQ_CLS", r=c.lora_rank, lora_alpha=c.lora_alpha,
-                                                               target_modules=c.lora_targets))
-            # peft trains the adapters and the classification head (modules_to_save)
+        self.model = backbone.apply_tuning(self.model, c, task_type="SEQ_CLS")
+        if c.tuning == "lora":  # peft trains the adapters and the classification head (modules_to_save)
             _head_lr(c, [p for n, p in self.model.named_parameters() if p.requires_grad and "lora_" not in n])
             return
-        self.model.requires_grad_(c.tuning == "full")
-        if c.tuning == "top-k":
-            layers = transformer_layers(getattr(self.model, prefix))
-            if not 1 <= c.top_k <= len(layers):
-                raise ConfigError(f"top_k must be between 1 and the model's {len(layers)} layers, got {c.top_k}")
-            for layer in layers[-c.top_k:]:
-                layer.requires_grad_(True)
-        for module in head:  # the new head always trains (with 'frozen' this is a linear probe)
+        for module in head:
             module.requires_grad_(True)
             _head_lr(c, list(module.parameters()))
 
@@ -268,35 +282,59 @@ def _head_lr(c: CrossEncoderConfig, params: list[nn.Parameter]) -> None:
             p.lr_scale = c.head_lr / c.lr  # type: ignore[attr-defined]
 
 
+BACKBONE_DIR = "backbone"  # the fine-tuned classifier, as a Hugging Face folder inside the saved model
+
+
 class CrossEncoderCTR(CTRModel):
     """A language model reads "liked titles (most recent first) [SEP] candidate title" -> like / dislike."""
 
     name = "cross-encoder"
     Config = CrossEncoderConfig
 
-    def _build(self, train: CTRExamples, items: ItemTable) -> nn.Module:
-        self.titles_ = np.asarray(items["title"] if "title" in items else items.render("{" + items.fields[0] + "}"),
-                                  dtype=object)
-        self.encoder_ = _CrossEncoder(self.config)
-        return self.encoder_
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.backbone_path_: Path | None = None  # where the network loads from: the base model, or a saved one
+
+    def _inputs(self, train: CTRExamples, items: ItemTable) -> dict[str, Any]:
+        self.backbone_path_ = backbone.resolve_model_path(self.config.encoder)
+        titles = items["title"] if "title" in items else items.render("{" + items.fields[0] + "}")
+        return {"titles": np.asarray(titles, dtype=str)}
+
+    def _new_net(self, inputs: dict[str, Any]) -> nn.Module:
+        assert self.backbone_path_ is not None
+        return _CrossEncoder(self.backbone_path_)
+
+    def _before_training(self, net: nn.Module) -> None:
+        assert isinstance(net, _CrossEncoder)
+        net.tune(self.config)
+
+    def _after_training(self, net: nn.Module) -> None:
+        assert isinstance(net, _CrossEncoder)
+        net.model = backbone.merge(net.model)
 
     def pair_texts(self, ex: CTRExamples, rows: np.ndarray) -> tuple[list[str], list[str]]:
-        k = self.config.history_items
-        firsts = ["; ".join(str(self.titles_[i]) for i in ex.histories[r][::-1][:k]) or "no history" for r in rows]
-        return firsts, [str(self.titles_[ex.items[r]]) for r in rows]
+        k, titles = self.config.history_items, self.inputs_["titles"]
+        firsts = ["; ".join(str(titles[i]) for i in ex.histories[r][::-1][:k]) or "no history" for r in rows]
+        return firsts, [str(titles[ex.items[r]]) for r in rows]
 
     def _tensors(self, ex: CTRExamples, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        assert isinstance(self.net_, _CrossEncoder)
         first, second = self.pair_texts(ex, rows)
-        enc = self.encoder_.tokenizer(first, second, truncation="only_first", max_length=self.config.max_length,
-                                      padding=True, return_tensors="pt")
+        enc = self.net_.tokenizer(first, second, truncation="only_first", max_length=self.config.max_length,
+                                  padding=True, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
+    # --- persistence: the network is a Hugging Face folder of its own -----------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {f"inputs.{k}": v for k, v in self.inputs_.items()}
 
-CTR_MODELS: dict[str, type[CTRModel]] = {m.name: m for m in (IdFM, FrozenEncoderMLP, CrossEncoderCTR)}
+    def _save_files(self, folder: Path) -> None:
+        assert isinstance(self.net_, _CrossEncoder)
+        backbone.save_pretrained(self.net_.model, self.net_.tokenizer, folder / BACKBONE_DIR)
 
+    def _load_files(self, folder: Path) -> None:
+        self.backbone_path_ = folder / BACKBONE_DIR
 
-def create_ctr(name: str, **params: Any) -> CTRModel:
-    """A CTR model by name (``id-fm``, ``frozen-mlp``, ``cross-encoder``) with config overrides."""
-    if name not in CTR_MODELS:
-        raise ConfigError(f"unknown CTR model {name!r}; choose one of {', '.join(CTR_MODELS)}")
-    return CTR_MODELS[name](**params)
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.inputs_ = {k[len("inputs."):]: v for k, v in state.items() if k.startswith("inputs.")}
+        self.net_ = self._new_net(self.inputs_).eval()

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from lmrec.config import validate
 from lmrec.ctr.data import CTRExamples
 from lmrec.ctr.models import RowBatches, TensorBatch, _padded
 from lmrec.ctr.rerank import top_candidates
@@ -42,8 +41,11 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
+from lmrec.models.base import Model, load_module_state, module_state
+from lmrec.nn.losses import ListwiseSoftmax
 from lmrec.progress import logger
-from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
+from lmrec.text.backbone import DEFAULT_ENCODER
+from lmrec.text.encoder import load_encoder
 from lmrec.text.texts import item_vectors
 from lmrec.train import TrainConfig, Trainer, TrainResult
 
@@ -161,17 +163,19 @@ class _RelevanceNet(nn.Module):
         return self.mlp(torch.cat([hist, cand, hist * cand, scalars], -1)).squeeze(-1)
 
 
-class RelevanceMLP:
+class RelevanceMLP(Model):
     """Reranks a retriever's top k by what users pick next (module docstring). ``fit(retriever, train,
     items, k)`` with the retriever already fitted on ``train``; ``predict(examples)`` returns scores for
     candidate rows that carry the retriever's ranks (``Reranked`` fills them)."""
 
     name: ClassVar[str] = "relevance-mlp"
+    kind: ClassVar[str] = "reranker"
     Config: ClassVar[type[RelevanceConfig]] = RelevanceConfig
 
     def __init__(self, **params: Any):
-        self.config: Any = validate(self.Config, params, where=f"reranker {self.name!r}")
+        super().__init__(**params)
         self.net_: _RelevanceNet | None = None
+        self.inputs_: dict[str, np.ndarray] = {}
         self.train_result_: TrainResult | None = None
         self.list_stats_: ListStats | None = None
         self.trainable_params_ = 0
@@ -194,20 +198,34 @@ class RelevanceMLP:
                               f"top {lists.size}: too few training lists; raise k or holdout")
         fit_lists, check = self._split_users(lists)
         vectors, _ = item_vectors(items, load_encoder(c.encoder))
+        self.inputs_ = {"vectors": vectors, "counts": counts}
         self.net_ = _RelevanceNet(vectors, counts, c.hidden, c.dropout)
         self.trainable_params_ = sum(p.numel() for p in self.net_.parameters() if p.requires_grad)
-        size = lists.size
-
-        def listwise(module: nn.Module, batch: TensorBatch) -> torch.Tensor:
-            logits = module(batch.tensors).float().view(-1, size)
-            return F.cross_entropy(logits, batch.tensors["labels"].view(-1, size).argmax(1))
-
         data = RowBatches(fit_lists.n_lists, c.batch_size, c.seed, lambda which: self._batch(fit_lists.lists(which)))
-        self.train_result_ = Trainer(c).fit(self.net_, listwise, data,
+        self.train_result_ = Trainer(c).fit(self.net_, ListwiseSoftmax(lists.size), data,
                                             (lambda: self.evaluate(check)) if check is not None else None)
         # at serving time the candidates come from the retriever fitted on all of train: its popularity
-        self.net_.set_popularity(np.bincount(train.positives().item, minlength=train.n_items))
+        self.inputs_["counts"] = np.bincount(train.positives().item, minlength=train.n_items)
+        self.net_.set_popularity(self.inputs_["counts"])
         return self
+
+    def _check_fitted(self) -> None:
+        if self.net_ is None:
+            raise ConfigError(f"reranker {self.name!r} is not fitted; call fit() first")
+
+    def _meta(self) -> dict[str, Any]:
+        return {"k_": self.k_}
+
+    def _state(self) -> dict[str, Any]:
+        assert self.net_ is not None
+        return {**{f"inputs.{k}": v for k, v in self.inputs_.items()}, **module_state(self.net_)}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.inputs_ = {k[len("inputs."):]: v for k, v in state.items() if k.startswith("inputs.")}
+        self.net_ = _RelevanceNet(self.inputs_["vectors"], self.inputs_["counts"], self.config.hidden,
+                                  self.config.dropout)
+        load_module_state(self.net_, state)
+        self.net_.eval()
 
     def _split_users(self, lists: CandidateLists) -> tuple[CandidateLists, CandidateLists | None]:
         """Training lists and the held-out users' lists for early stopping (None when there are too few)."""
@@ -235,8 +253,8 @@ class RelevanceMLP:
     @torch.no_grad()
     def predict(self, ex: CTRExamples, batch_size: int = 4096) -> np.ndarray:
         """Scores of candidate rows (higher = more likely picked next); only their order matters."""
-        if self.net_ is None:
-            raise ConfigError(f"reranker {self.name!r} is not fitted; call fit() first")
+        self._check_fitted()
+        assert self.net_ is not None
         if ex.ranks is not None and len(ex.ranks) and ex.ranks.max() >= self.k_:
             raise ConfigError(f"{self.name} was trained on top-{self.k_} lists and cannot rank a candidate at "
                               f"retriever rank {int(ex.ranks.max())}; rerank at most {self.k_} candidates")

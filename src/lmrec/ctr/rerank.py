@@ -24,6 +24,7 @@ import numpy as np
 from lmrec.ctr.data import CTRExamples
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
+from lmrec.eval import compare
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # 0.0, 0.1, ..., 1.0
 
@@ -100,8 +101,6 @@ class Reranked:
         point can be noise, and a reranker that does not help should not reorder anything. The reranker
         runs once per user (its outputs are reused across weights); the latency counters restart
         afterwards, so they measure later scoring only."""
-        from lmrec.eval import compare
-
         if significance is not None and 0.0 not in grid:
             raise ConfigError("the weight grid must include 0 (the retriever's order) for the significance test")
         results = {}

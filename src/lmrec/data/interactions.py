@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -230,3 +231,14 @@ class Interactions:
             self.users == other.users and self.items == other.items and self.time_unit == other.time_unit
             and all(same(getattr(self, c), getattr(other, c)) for c in ("user", "item", "time", "rating", "label"))
         )
+
+
+def events_key(inter: Interactions) -> str:
+    """Order-independent fingerprint of a set of events (user, item, time): which data a model was fitted on."""
+    cols = [inter.user, inter.item] + ([inter.time] if inter.time is not None else [])
+    order = np.lexsort(cols[::-1])
+    h = hashlib.sha256()
+    for c in cols:
+        h.update(np.ascontiguousarray(c[order]).tobytes())
+    h.update(f"{inter.n_users}x{inter.n_items}".encode())
+    return h.hexdigest()

@@ -103,6 +103,12 @@ class ItemTable(FieldTable):
 
     kind = "item"
 
+    def titles(self) -> np.ndarray:
+        """What names an item to a person: its ``title`` field, else its first field ("" when empty)."""
+        if "title" in self:
+            return self["title"]
+        return self[self.fields[0]] if self.fields else np.full(len(self), "", dtype=object)
+
     def render(self, template: str, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
         """Fill ``template`` (e.g. ``"{title}. Brand: {brand}"``) for each item (all, or ``indices``).
 

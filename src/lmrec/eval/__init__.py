@@ -1,5 +1,7 @@
 """Honest evaluation: per-user metrics, full-ranking Evaluator, paired comparisons, reports."""
 
-from lmrec.eval.ranking import EvalResult, Evaluator, Sampled, compare, recommend
+from lmrec.eval.ranking import Evaluator, Sampled
+from lmrec.eval.results import EvalResult, compare
+from lmrec.eval.topk import recommend, top_k
 
-__all__ = ["EvalResult", "Evaluator", "Sampled", "compare", "recommend"]
+__all__ = ["EvalResult", "Evaluator", "Sampled", "compare", "recommend", "top_k"]

@@ -1,155 +1,32 @@
-"""``recommend()`` (score -> mask seen -> top-k, written once) and the ``Evaluator``.
+"""The ``Evaluator``: any scorer on one part of a split, full ranking by default.
 
 Evaluation is honest by default: every user is ranked against **all** items, the items in the user's
 history (train, plus valid when scoring test) are masked, and the split is checked for leakage.
-Sampled evaluation exists only as an explicitly labelled mode.
+Sampled evaluation exists only as an explicitly labelled mode. Top-k lives in ``lmrec.eval.topk``,
+results and paired tests in ``lmrec.eval.results``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from lmrec.data.interactions import Interactions
+from lmrec.data.interactions import Interactions, events_key
 from lmrec.data.queries import Queries
 from lmrec.data.split import Split, is_subset
 from lmrec.errors import ConfigError
 from lmrec.eval import metrics as M
+from lmrec.eval.results import EvalResult
+from lmrec.eval.topk import Scorer, count_true, mask_items, top_k
 from lmrec.progress import progress
 
 # Score matrices are processed in chunks of users so that one chunk stays near this many bytes.
 CHUNK_BYTES = 256 * 1024**2
-
-
-class Scorer(Protocol):
-    def score(self, queries: Queries) -> np.ndarray: ...
-
-
-def recommend(model: Scorer, queries: Queries, k: int, exclude: sp.csr_matrix | None = None,
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` items per query: ``(ids int64 [B, k], scores float32 [B, k])``, best first.
-
-    ``exclude`` (CSR ``[B, n_items]``, default: the queries' history) marks items never to recommend.
-    Excluded slots beyond the available items come back with score ``-inf``.
-    """
-    scores = torch.as_tensor(np.asarray(model.score(queries), dtype=np.float32))
-    _mask(scores, queries.history if exclude is None else exclude)
-    ids = top_k(scores, min(k, scores.shape[1]))
-    return ids.numpy().astype(np.int64), scores.gather(1, ids).numpy()
-
-
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices ``[B, k]`` of the ``k`` best scores per row, ties broken by the lower item index.
-
-    ``torch.topk`` breaks ties arbitrarily, so the same model could get different metrics for different
-    K lists; here the result depends only on the scores. Rows whose tie at the k-th score extends past
-    the top k (common for popularity) are resolved exactly; other rows cost one extra comparison.
-    """
-    vals, ids = torch.topk(scores, k, dim=1)
-    kth = vals[:, -1:]
-    n_tied = _count_true(scores == kth)
-    tied_in_top = _count_true(vals == kth)
-    fix = torch.as_tensor(np.flatnonzero(n_tied > tied_in_top))
-    if len(fix):
-        sub, sub_kth = scores[fix], kth[fix]
-        above = sub > sub_kth
-        need = k - above.sum(1, keepdim=True)
-        tied = sub == sub_kth
-        chosen = above | (tied & (torch.cumsum(tied, dim=1) <= need))
-        cols = torch.nonzero(chosen)[:, 1].reshape(len(fix), k)
-        ids = ids.clone()
-        ids[fix] = cols
-        vals = scores.gather(1, ids)
-    # order each row by score, then by item index (stable sort after sorting by index)
-    by_index = torch.sort(ids, dim=1).indices
-    ids, vals = ids.gather(1, by_index), vals.gather(1, by_index)
-    return ids.gather(1, torch.sort(vals, dim=1, descending=True, stable=True).indices)
-
-
-def _mask(scores: torch.Tensor, exclude: sp.csr_matrix) -> None:
-    coo = exclude.tocoo()
-    if coo.nnz:
-        scores[torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long)] = -torch.inf
-
-
-@dataclass
-class EvalResult:
-    """Per-user metric arrays (aligned with ``users``), aggregates and per-user facts for slicing."""
-
-    model: str
-    part: str
-    mode: str
-    users: np.ndarray
-    per_user: dict[str, np.ndarray]
-    aggregate: dict[str, float]
-    user_info: dict[str, np.ndarray] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def means(self) -> dict[str, float]:
-        """Mean over users; NaN entries (e.g. AUC of a user with no other candidate) are left out."""
-        return {k: _nanmean(v) for k, v in self.per_user.items()}
-
-    def ci95(self) -> dict[str, tuple[float, float]]:
-        """Normal-approximation 95% confidence interval of each mean (over users)."""
-        out = {}
-        for k, v in self.per_user.items():
-            v = v[~np.isnan(v)]
-            half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-            out[k] = (float(v.mean() - half), float(v.mean() + half))
-        return out
-
-    def summary(self) -> dict[str, float]:
-        """Means and aggregates in one flat dict."""
-        return {**self.means(), **self.aggregate}
-
-    def slice_means(self, by: str, bins: list[float] | None = None) -> dict[str, dict[str, float]]:
-        """Metric means per group of users: ``by`` is a key of ``user_info`` (e.g. ``history_length``,
-        ``target_popularity``, ``cold_target``); numeric facts are cut into ``bins`` (default: quartiles)."""
-        if by not in self.user_info:
-            raise ConfigError(f"unknown slice {by!r}; available: {', '.join(self.user_info)}")
-        values = self.user_info[by]
-        if values.dtype == bool:
-            groups = {str(g): values == g for g in (False, True)}
-        else:
-            edges = np.unique(np.quantile(values, [0, .25, .5, .75, 1])) if bins is None else np.asarray(bins)
-            if len(edges) == 1:  # every user has the same value
-                edges = np.array([edges[0], edges[0]])
-            groups = {}
-            for lo, hi in zip(edges[:-1], edges[1:]):
-                last = hi == edges[-1]
-                sel = (values >= lo) & ((values <= hi) if last else (values < hi))
-                groups[f"[{lo:g}, {hi:g}{']' if last else ')'}"] = sel
-        return {g: {"users": int(sel.sum()), **{k: _nanmean(v[sel]) for k, v in self.per_user.items()}}
-                for g, sel in groups.items()}
-
-
-def _nanmean(values: np.ndarray) -> float:
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if len(values) else float("nan")
-
-
-def compare(a: EvalResult, b: EvalResult, metric: str) -> dict[str, Any]:
-    """Paired comparison of two results over the users they share: t-test and Wilcoxon signed-rank."""
-    from scipy import stats
-
-    common, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
-    if len(common) < 2:
-        raise ConfigError("compare needs at least two users evaluated by both results")
-    x, y = a.per_user[metric][ia], b.per_user[metric][ib]
-    ok = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[ok], y[ok]
-    t = stats.ttest_rel(x, y)
-    diff = x - y
-    w = stats.wilcoxon(x, y) if np.any(diff != 0) else None
-    return {"metric": metric, "users": int(len(x)), "mean_a": float(x.mean()), "mean_b": float(y.mean()),
-            "diff": float(diff.mean()), "t_stat": float(t.statistic) if np.isfinite(t.statistic) else 0.0,
-            "t_p": float(t.pvalue) if np.isfinite(t.pvalue) else 1.0,
-            "wilcoxon_stat": float(w.statistic) if w else 0.0, "wilcoxon_p": float(w.pvalue) if w else 1.0}
 
 
 @dataclass(frozen=True)
@@ -206,9 +83,9 @@ class Evaluator:
         train_pos = split.train if split.train.label is None else split.train.select(split.train.label == 1)
         self.item_popularity = np.bincount(train_pos.item, minlength=split.n_items).astype(np.float64)
         self.n_train_users = len(train_pos.user_ids())
-        self.allowed_fit_keys = {_key(split.train)}
+        self.allowed_fit_keys = {events_key(split.train)}
         if part == "test":
-            self.allowed_fit_keys.add(_key(Interactions.concat([split.train, split.valid])))
+            self.allowed_fit_keys.add(events_key(Interactions.concat([split.train, split.valid])))
 
     def allow_fit_on(self, subset: Interactions) -> None:
         """Accept models fitted on ``subset`` of the split's training events (e.g. a share of its users).
@@ -217,7 +94,7 @@ class Evaluator:
         held-out data stays intact."""
         if not is_subset(subset, self.split.train):
             raise ConfigError("allow_fit_on: the subset holds events that are not in the split's training data")
-        self.allowed_fit_keys.add(_key(subset))
+        self.allowed_fit_keys.add(events_key(subset))
 
     def evaluate(self, model: Scorer, name: str | None = None, allow_fit_data: bool = False) -> EvalResult:
         """Score every evaluated user in memory-bounded chunks and compute per-user metrics."""
@@ -241,7 +118,7 @@ class Evaluator:
             if scores.shape != (len(q), n_items):
                 raise ConfigError(f"model {name!r} returned scores of shape {tuple(scores.shape)}, "
                                   f"expected {(len(q), n_items)}")
-            _mask(scores, q.history)
+            mask_items(scores, q.history)
             if self.sampled is None:
                 top = top_k(scores, min(kmax, n_items)).numpy()
                 aucs.append(_auc(scores, tgt, n_items - q.history.getnnz(axis=1)))
@@ -328,8 +205,8 @@ def _auc(scores: torch.Tensor, tgt: sp.csr_matrix, n_candidates: np.ndarray) -> 
         row_scores = scores  # one reachable held-out item per user (leave-one-out): no copy needed
     else:
         row_scores = scores[rows]
-    above = _count_true(row_scores > pos_scores[:, None])
-    at_least = _count_true(row_scores >= pos_scores[:, None])
+    above = count_true(row_scores > pos_scores[:, None])
+    at_least = count_true(row_scores >= pos_scores[:, None])
     ranks = above + 0.5 * (at_least - above - 1)
     per_user: list[np.ndarray] = [np.zeros(0)] * scores.shape[0]
     r_np = rows.numpy()
@@ -341,9 +218,6 @@ def _auc(scores: torch.Tensor, tgt: sp.csr_matrix, n_candidates: np.ndarray) -> 
     return M.auc_from_ranks(per_user, n_candidates)
 
 
-def _count_true(mask: torch.Tensor) -> np.ndarray:
-    """True entries per row of a bool ``[B, n]`` tensor (numpy's count is ~4x faster than torch's on CPU)."""
-    return np.count_nonzero(mask.numpy(), axis=1)
 
 
 def _hits(top: np.ndarray, tgt: sp.csr_matrix) -> np.ndarray:
@@ -353,9 +227,3 @@ def _hits(top: np.ndarray, tgt: sp.csr_matrix) -> np.ndarray:
     target_keys = coo.row.astype(np.int64) * n + coo.col
     top_keys = np.arange(top.shape[0], dtype=np.int64)[:, None] * n + top
     return np.isin(top_keys, target_keys) & (top >= 0)
-
-
-def _key(inter: Interactions) -> str:
-    from lmrec.models.base import events_key
-
-    return events_key(inter)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from lmrec.data.items import ItemTable
-from lmrec.eval.ranking import EvalResult
+from lmrec.eval.results import EvalResult
 
-HEADLINE = ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "mrr@20")
+HEADLINE = ("recall", "ndcg", "mrr")  # the accuracy columns of a leaderboard, at every cut-off
 
 
 def category_vectors(items: ItemTable) -> np.ndarray | None:
@@ -30,13 +30,15 @@ def category_vectors(items: ItemTable) -> np.ndarray | None:
     return out
 
 
-def leaderboard_frame(results: list[EvalResult], timings: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """One row per model: headline metrics (means), coverage, fit and eval seconds."""
+def leaderboard_frame(results: list[EvalResult], timings: dict[str, dict[str, float]],
+                      ks: tuple[int, ...] = (10, 20)) -> pd.DataFrame:
+    """One row per model: headline metrics (means) at each of ``ks``, coverage, fit and eval seconds."""
     rows = []
+    headline = [f"{m}@{k}" for k in sorted(ks) for m in HEADLINE]
     for r in results:
         s = r.summary()
         row: dict[str, object] = {"model": r.model}
-        row.update({m: s[m] for m in HEADLINE if m in s})
+        row.update({m: s[m] for m in headline if m in s})
         row.update({k: v for k, v in s.items() if k.startswith("coverage@")})
         row["fit_s"] = timings.get(r.model, {}).get("fit_s", float("nan"))
         row["eval_s"] = r.seconds

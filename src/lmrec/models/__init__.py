@@ -1,6 +1,6 @@
-"""Recommenders, one module each; importing this package registers them (see ``lmrec.registry``)."""
+"""Recommenders, one module each; ``lmrec.registry`` lists them by name."""
 
-from lmrec.models.base import Recommender
+from lmrec.models.base import Model, Recommender
 from lmrec.models.ease import EASE
 from lmrec.models.hybrid_ncf import HybridNCF
 from lmrec.models.knn import ItemKNN, UserKNN
@@ -12,4 +12,4 @@ from lmrec.models.textseq import TextSeqRec
 from lmrec.models.tfidf import TfidfContent
 from lmrec.models.two_tower import TwoTowerLM
 
-__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]
+__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Model", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]

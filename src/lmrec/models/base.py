@@ -1,53 +1,226 @@
-"""The ``Recommender`` contract every model follows, and its save / load format."""
+"""The one model base (``Model``: typed config, save / load in one format) and the ranker contract
+(``Recommender``: ``fit(train, items)``, ``score(queries) -> [B, n_items]``).
+
+Saved-model format (a folder, written atomically): ``model.json`` (format version, name, kind, config,
+sizes, the fingerprint of the events it was fitted on, the lmrec version, a SHA-256 of every other file)
+and ``state.safetensors`` (learned arrays through ``safetensors.numpy``; sparse matrices as their CSR
+parts), ``strings.json`` for learned text, and for models that fine-tune a language model an ordinary
+Hugging Face folder (safetensors weights). Nothing is pickled, so loading a file never runs code from it.
+``lmrec.registry.load_model`` loads any saved model by the name in its ``model.json``.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from pydantic import BaseModel, ConfigDict
+from safetensors.numpy import load_file, save_file
 
 from lmrec import __version__
 from lmrec.config import validate
-from lmrec.data.interactions import Interactions
+from lmrec.data.interactions import Interactions, events_key
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
-from lmrec.errors import ConfigError
+from lmrec.errors import ArtifactError, ConfigError
+from lmrec.fsutil import atomic_dir, folder_checksums, verify_checksums
 
 if TYPE_CHECKING:
     from lmrec.eval.ranking import Evaluator
+
+FORMAT = 1  # bump when a saved model of the previous format can no longer be read
+MODEL_JSON = "model.json"
+STATE_FILE = "state.safetensors"
+STRINGS_FILE = "strings.json"
 
 
 class NoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Recommender:
-    """Base class: ``fit(train, items) -> self``, ``score(queries) -> float32 [B, n_items]`` (higher is
+class Model:
+    """What every trained model shares: ``name`` and ``kind`` (``ranker``, ``ctr``, ``reranker``), a typed
+    ``Config``, and ``save(dir)`` / ``load(dir)`` in the one format (module docstring).
+
+    Subclasses list learned arrays in ``_state`` / ``_set_state`` (numpy, scipy sparse, or text), learned
+    scalars in ``_meta`` / ``_set_meta``, and write extra folders (a fine-tuned language model) in
+    ``_save_files`` / ``_load_files``. Learned attributes end in ``_``.
+    """
+
+    name: ClassVar[str] = "base"
+    kind: ClassVar[str] = "model"
+    Config: ClassVar[type[BaseModel]] = NoConfig
+
+    def __init__(self, **params: Any):
+        # typed Any: each subclass reads its own Config's fields
+        self.config: Any = validate(self.Config, params, where=f"model {self.name!r}")
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+    def _check_fitted(self) -> None:
+        raise NotImplementedError
+
+    # --- what a subclass saves -------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        """Learned arrays (numpy, scipy sparse, str or string arrays) by attribute name."""
+        return {}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def _meta(self) -> dict[str, Any]:
+        """Learned JSON values (sizes, fingerprints)."""
+        return {}
+
+    def _set_meta(self, meta: dict[str, Any]) -> None:
+        for k, v in meta.items():
+            setattr(self, k, v)
+
+    def _save_files(self, folder: Path) -> None:
+        """Write extra files into ``folder`` (e.g. a fine-tuned Hugging Face model)."""
+
+    def _load_files(self, folder: Path) -> None:
+        """Read what ``_save_files`` wrote (called after ``_set_meta`` and before ``_set_state``)."""
+
+    # --- the format ------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model into folder ``path`` (replaced as a whole, atomically); returns ``path``.
+
+        An existing folder is replaced only if it holds a saved model: anything else there is refused."""
+        self._check_fitted()
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MODEL_JSON).is_file())):
+            raise ConfigError(f"{path} exists and is not a saved model: save into a new or empty folder")
+        with atomic_dir(path) as tmp:
+            arrays, strings, kinds = _flatten(self._state())
+            save_file(arrays, str(tmp / STATE_FILE))
+            (tmp / STRINGS_FILE).write_text(json.dumps(strings))
+            self._save_files(tmp)
+            meta = {"format": FORMAT, "name": self.name, "kind": self.kind, "lmrec_version": __version__,
+                    "config": self.config.model_dump(mode="json"), "learned": self._meta(), "state": kinds,
+                    "files": folder_checksums(tmp)}
+            (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """Rebuild a saved model of this class; its outputs are identical to the saved model's.
+        (``lmrec.registry.load_model`` loads a model of any class.)"""
+        return cls.from_saved(Path(path), read_model_meta(Path(path)))
+
+    @classmethod
+    def from_saved(cls, path: Path, meta: dict[str, Any]) -> Any:
+        """Rebuild from folder ``path`` whose checked ``model.json`` is ``meta`` (``read_model_meta``)."""
+        if meta["name"] != cls.name:
+            raise ArtifactError(f"{path / MODEL_JSON}: holds a {meta['name']!r} model, not {cls.name!r} "
+                                "(load it with lmrec.registry.load_model)")
+        model = cls(**meta["config"])
+        model._set_meta(meta["learned"])
+        model._load_files(path)
+        try:
+            stored = load_file(str(path / STATE_FILE))
+        except Exception as exc:  # truncated or not a safetensors file: the library raises its own types
+            raise ArtifactError(f"{path / STATE_FILE}: unreadable ({' '.join(str(exc).split())[:200]})") from None
+        strings = json.loads((path / STRINGS_FILE).read_text())
+        model._set_state(_unflatten(stored, strings, meta["state"], path))
+        return model
+
+
+def module_state(module: Any, prefix: str = "net.") -> dict[str, np.ndarray]:
+    """A torch module's state dict as numpy arrays named ``prefix + key`` (bfloat16, which numpy lacks,
+    as float32)."""
+    out = {}
+    for k, v in module.state_dict().items():
+        t = v.detach().cpu()
+        out[prefix + k] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    return out
+
+
+def load_module_state(module: Any, state: dict[str, Any], prefix: str = "net.") -> None:
+    """Load what ``module_state`` saved into ``module`` (every key must fit)."""
+    module.load_state_dict({k[len(prefix):]: torch.as_tensor(v) for k, v in state.items() if k.startswith(prefix)})
+
+
+def read_model_meta(path: Path) -> dict[str, Any]:
+    """``model.json`` of a saved model, after checking the format and every file's checksum."""
+    file = Path(path) / MODEL_JSON
+    if not file.is_file():
+        raise ArtifactError(f"{path} is not a saved model (no {MODEL_JSON})")
+    try:
+        meta = json.loads(file.read_text())
+        name, fmt, files = meta["name"], meta["format"], meta["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{file}: not a valid saved-model description ({type(exc).__name__}: {exc})") from None
+    if fmt != FORMAT:
+        raise ArtifactError(f"{file}: saved-model format {fmt} (written by lmrec {meta.get('lmrec_version')}); this "
+                            f"lmrec {__version__} reads format {FORMAT}: retrain the {name!r} model with it")
+    problem = verify_checksums(Path(path), files)
+    if problem:
+        raise ArtifactError(f"saved model {path}: {problem}")
+    return meta
+
+
+def _flatten(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, str]]:
+    """Arrays for safetensors, text for JSON, and the kind of each entry."""
+    arrays: dict[str, np.ndarray] = {}
+    strings: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    for key, value in state.items():
+        if sp.issparse(value):
+            m = value.tocsr()
+            kinds[key] = "csr"
+            arrays.update({f"{key}.data": m.data, f"{key}.indices": m.indices, f"{key}.indptr": m.indptr,
+                           f"{key}.shape": np.asarray(m.shape, dtype=np.int64)})
+        elif isinstance(value, str) or (isinstance(value, np.ndarray) and value.dtype.kind in "USO"):
+            kinds[key] = "text"
+            strings[key] = value if isinstance(value, str) else np.asarray(value, dtype=str).tolist()
+        else:
+            kinds[key] = "dense"
+            arrays[key] = np.ascontiguousarray(value)
+    return arrays, strings, kinds
+
+
+def _unflatten(arrays: dict[str, np.ndarray], strings: dict[str, Any], kinds: dict[str, str],
+               path: Path) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    try:
+        for key, kind in kinds.items():
+            if kind == "csr":
+                state[key] = sp.csr_matrix((arrays[f"{key}.data"], arrays[f"{key}.indices"], arrays[f"{key}.indptr"]),
+                                           shape=tuple(int(n) for n in arrays[f"{key}.shape"]))
+            elif kind == "text":
+                value = strings[key]
+                state[key] = value if isinstance(value, str) else np.asarray(value, dtype=str)
+            else:
+                state[key] = arrays[key]
+    except KeyError as exc:
+        raise ArtifactError(f"{path / STATE_FILE}: entry {exc} is missing") from None
+    return state
+
+
+class Recommender(Model):
+    """Rankers: ``fit(train, items) -> self``, ``score(queries) -> float32 [B, n_items]`` (higher is
     better), ``save(dir)``, ``load(dir)``. Masking seen items and top-k live in ``lmrec.eval.ranking``.
 
     Subclasses define ``name``, a pydantic ``Config`` and ``_fit`` / ``score``; learned state lives in
     attributes ending in ``_`` and is listed by ``_state`` so that save / load round-trips exactly.
     """
 
-    name: ClassVar[str] = "base"
-    Config: ClassVar[type[BaseModel]] = NoConfig
+    kind: ClassVar[str] = "ranker"
     uses_validation: ClassVar[bool] = False  # True: _fit takes validation= (early stopping)
 
     def __init__(self, **params: Any):
-        # typed Any: each subclass reads its own Config's fields
-        self.config: Any = validate(self.Config, params, where=f"model {self.name!r}")
+        super().__init__(**params)
         self.n_users_: int | None = None
         self.n_items_: int | None = None
         self.fit_key_: str | None = None
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
-        return f"{type(self).__name__}({params})"
 
     # --- contract ------------------------------------------------------------------------------------
     def fit(self, train: Interactions, items: ItemTable | None = None, validation: Evaluator | None = None,
@@ -82,65 +255,5 @@ class Recommender:
         if self.n_items_ is None:
             raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")
 
-    # --- persistence -----------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        """Learned arrays (numpy or scipy sparse) by attribute name."""
-        return {}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``model.json`` (name, config, sizes, fit key) and ``state.npz`` into folder ``path``."""
-        self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
-        kinds: dict[str, str] = {}
-        for key, value in self._state().items():
-            if sp.issparse(value):
-                m = value.tocsr()
-                kinds[key] = "csr"
-                arrays.update({f"{key}.data": m.data, f"{key}.indices": m.indices, f"{key}.indptr": m.indptr,
-                               f"{key}.shape": np.asarray(m.shape)})
-            else:
-                kinds[key] = "dense"
-                arrays[key] = np.asarray(value)
-        np.savez(path / "state.npz", **arrays)  # type: ignore[arg-type]
-        meta = {"name": self.name, "config": self.config.model_dump(), "n_users": self.n_users_,
-                "n_items": self.n_items_, "fit_key": self.fit_key_, "state": kinds, "lmrec_version": __version__}
-        (path / "model.json").write_text(json.dumps(meta, indent=2))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Rebuild a saved model; scores are identical to the model that was saved."""
-        from lmrec.registry import model_class
-
-        path = Path(path)
-        meta = json.loads((path / "model.json").read_text())
-        model_cls = model_class(meta["name"]) if cls is Recommender else cls
-        model = model_cls(**meta["config"])
-        model.n_users_, model.n_items_, model.fit_key_ = meta["n_users"], meta["n_items"], meta["fit_key"]
-        with np.load(path / "state.npz", allow_pickle=False) as z:
-            state: dict[str, Any] = {}
-            for key, kind in meta["state"].items():
-                if kind == "csr":
-                    state[key] = sp.csr_matrix((z[f"{key}.data"], z[f"{key}.indices"], z[f"{key}.indptr"]),
-                                               shape=tuple(z[f"{key}.shape"]))
-                else:
-                    state[key] = z[key]
-        model._set_state(state)
-        return model
-
-
-def events_key(inter: Interactions) -> str:
-    """Order-independent fingerprint of a set of events (user, item, time)."""
-    cols = [inter.user, inter.item] + ([inter.time] if inter.time is not None else [])
-    order = np.lexsort(cols[::-1])
-    h = hashlib.sha256()
-    for c in cols:
-        h.update(np.ascontiguousarray(c[order]).tobytes())
-    h.update(f"{inter.n_users}x{inter.n_items}".encode())
-    return h.hexdigest()
+    def _meta(self) -> dict[str, Any]:
+        return {"n_users_": self.n_users_, "n_items_": self.n_items_, "fit_key_": self.fit_key_}

@@ -10,7 +10,6 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.models.base import Recommender
-from lmrec.registry import register
 
 
 class EASEConfig(BaseModel):
@@ -18,7 +17,6 @@ class EASEConfig(BaseModel):
     l2: float = Field(250.0, gt=0, description="L2 regularisation lambda (RecBole's default)")
 
 
-@register
 class EASE(Recommender):
     """B = I - P / diag(P) with P = (X^T X + lambda I)^-1 (zero diagonal); score = history @ B.
 

@@ -15,7 +15,6 @@ from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
 from lmrec.progress import progress
-from lmrec.registry import register
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import item_vectors
 
@@ -75,7 +74,6 @@ class _Net(nn.Module):
         return self.out(torch.relu(self.user_layer(user_vec) + self.item_layer(item_vec))).squeeze(-1)
 
 
-@register
 class HybridNCF(Recommender):
     """ID + language fusion trained with BCE on sampled negatives (see ``_Net``). Items and users absent
     from training are represented by their text alone (ID dropout during training teaches the model to

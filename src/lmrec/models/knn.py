@@ -12,7 +12,6 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.models.base import Recommender
-from lmrec.registry import register
 
 
 def top_k_per_row(sim: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -53,7 +52,6 @@ class ItemKNNConfig(BaseModel):
     shrink: float = Field(10.0, ge=0)
 
 
-@register
 class ItemKNN(Recommender):
     """Item-item cosine similarity with shrinkage; score(u, j) = sum over history items i of sim(i, j)."""
 
@@ -80,7 +78,6 @@ class UserKNNConfig(BaseModel):
     similarity: Literal["cosine", "pearson"] = "cosine"
 
 
-@register
 class UserKNN(Recommender):
     """User-user similarity between the query's history and every training user; the top-k neighbours'
     histories, weighted by similarity, give the scores. Works for users unseen in training too."""

@@ -12,7 +12,6 @@ from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
-from lmrec.registry import register
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import item_vectors
 
@@ -29,7 +28,6 @@ class LMContentConfig(BaseModel):
     max_length: int = Field(128, ge=8, description="tokens per item text (longer texts are truncated)")
 
 
-@register
 class LMContent(Recommender):
     """score(u, i) = <user vector, item vector> over every item with text, including items nobody has
     interacted with yet (cold-start items). Item vectors come from the embedding cache."""

@@ -12,7 +12,6 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.models.base import Recommender
-from lmrec.registry import register
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager[object]:
@@ -74,7 +73,6 @@ class BPRConfig(BaseModel):
     threads: int = Field(1, ge=0, description="0 = all cores (not reproducible)")
 
 
-@register
 class BPR(_FactorModel):
     """Bayesian personalised ranking MF (``implicit.cpu.bpr``)."""
 
@@ -99,7 +97,6 @@ class ALSConfig(BaseModel):
     seed: int = 0
 
 
-@register
 class ALS(_FactorModel):
     """Implicit-feedback alternating least squares (``implicit.cpu.als``)."""
 

@@ -8,10 +8,8 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.models.base import Recommender
-from lmrec.registry import register
 
 
-@register
 class Popularity(Recommender):
     """Score = number of training users who interacted with the item (same for everyone)."""
 

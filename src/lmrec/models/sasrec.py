@@ -9,7 +9,6 @@ from torch import nn
 from lmrec.data.batching import SequenceBatch
 from lmrec.models.sequential import SequentialConfig, SequentialRecommender
 from lmrec.nn.transformer import CausalEncoder
-from lmrec.registry import register
 
 
 class SASRecConfig(SequentialConfig):
@@ -47,7 +46,6 @@ class SASRecNet(nn.Module):
         return (states * items).sum(-1)
 
 
-@register
 class SASRec(SequentialRecommender):
     """Self-attentive sequential recommendation (Kang & McAuley, 2018), with full-softmax cross-entropy
     by default (which beats the paper's one-negative BCE by a wide margin in later studies)."""

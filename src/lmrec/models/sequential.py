@@ -20,7 +20,7 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
-from lmrec.models.base import Recommender
+from lmrec.models.base import Recommender, load_module_state, module_state
 from lmrec.nn.losses import make_loss
 from lmrec.progress import logger
 from lmrec.train import TrainConfig, Trainer, TrainResult, resolve_device
@@ -137,13 +137,13 @@ class SequentialRecommender(Recommender):
 
     # --- persistence -------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        net_state = {f"net.{k}": v.detach().float().cpu().numpy() for k, v in self._net().state_dict().items()}
-        return {"popularity_": self.popularity_, **{f"inputs.{k}": v for k, v in self.inputs_.items()}, **net_state}
+        return {"popularity_": self.popularity_, **{f"inputs.{k}": v for k, v in self.inputs_.items()},
+                **module_state(self._net())}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.popularity_ = state["popularity_"]
         self.inputs_ = {k[len("inputs."):]: v for k, v in state.items() if k.startswith("inputs.")}
         assert self.n_items_ is not None
         net = self._new_net(self.n_items_, self.inputs_, self.popularity_ > 0)
-        net.load_state_dict({k[len("net."):]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")})
+        load_module_state(net, state)
         self.net_ = net.eval()

@@ -16,7 +16,7 @@ similar text; the prior keeps that notion available from the first step, and tra
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,11 +28,13 @@ from lmrec.data.batching import SequenceBatch
 from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.errors import ConfigError
+from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.sequential import SequentialConfig, SequentialRecommender
 from lmrec.nn.adaptor import MoEAdaptor
 from lmrec.nn.transformer import CausalEncoder
-from lmrec.registry import register
-from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
+from lmrec.text import backbone
+from lmrec.text.backbone import DEFAULT_ENCODER
+from lmrec.text.encoder import load_encoder
 from lmrec.text.texts import item_vectors
 
 PARTS = ("adaptor", "encoder", "ids")
@@ -193,7 +195,6 @@ class TextSeqNet(nn.Module):
         return sims + self.prior.scale * (states[..., d:] * items[..., d:]).sum(-1)
 
 
-@register
 class TextSeqRec(SequentialRecommender):
     """Text-based transferable sequential recommender (UniSRec-style adaptor, trained from scratch here)."""
 
@@ -221,10 +222,8 @@ class TextSeqRec(SequentialRecommender):
         c = self.config
         assert isinstance(net, TextSeqNet)
         if c.pretrained:
-            from lmrec.transfer.artifact import PretrainedArtifact  # lmrec.transfer imports this module
-
             artifact = PretrainedArtifact.load(c.pretrained)
-            artifact.check_compatible(c.model_dump(), self.encoder_fingerprint_)
+            check_compatible(artifact, c.model_dump(), self.encoder_fingerprint_)
             net.load_pretrained(artifact.weights)
         if c.tuning in ("adapter", "lora"):
             net.encoder.requires_grad_(False)
@@ -232,23 +231,35 @@ class TextSeqRec(SequentialRecommender):
                 for module in net.encoder.modules():
                     if isinstance(module, nn.LayerNorm):
                         module.requires_grad_(True)
-            else:
-                net.encoder = _with_lora(net.encoder, c)
+            else:  # freezes the encoder's own weights, trains the low-rank updates
+                net.encoder = backbone.with_lora(net.encoder, c.lora_rank, c.lora_alpha, LORA_TARGETS, c.lora_dropout)
 
     def _trains(self) -> bool:
         return self.config.tuning != "none"
+
+    def _meta(self) -> dict[str, Any]:
+        return {**super()._meta(), "encoder_fingerprint_": getattr(self, "encoder_fingerprint_", None)}
 
     def _after_training(self, net: nn.Module) -> None:
         # merged LoRA weights make an ordinary network: saving, loading and scoring need no peft
         if self.config.tuning == "lora":
             assert isinstance(net, TextSeqNet)
-            net.encoder = net.encoder.merge_and_unload()
+            net.encoder = backbone.merge(net.encoder)
 
 
-def _with_lora(encoder: nn.Module, c: TextSeqRecConfig) -> nn.Module:
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:  # peft is a dependency; a broken install should still say what is missing
-        raise ConfigError("tuning='lora' needs the peft package: pip install peft") from None
-    lora = LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout, target_modules=LORA_TARGETS)
-    return get_peft_model(encoder, lora)  # freezes the encoder's own weights, trains the low-rank updates
+def check_compatible(artifact: PretrainedArtifact, config: dict[str, Any], encoder_fingerprint: str) -> None:
+    """Refuse a target model whose architecture or text encoder differs from the pretrained one."""
+    # a key added after the artifact was made held its default value then
+    pretrained = {k: artifact.config.get(k, TextSeqRecConfig.model_fields[k].default) for k in ARCHITECTURE_KEYS}
+    differ = [f"{k}: pretrained {pretrained[k]!r}, now {config.get(k)!r}"
+              for k in ARCHITECTURE_KEYS if pretrained[k] != config.get(k)]
+    if differ:
+        raise ConfigError("the model does not match the pretrained artifact (" + "; ".join(differ) +
+                          "); leave these keys at the artifact's values")
+    if encoder_fingerprint != artifact.encoder_fingerprint:
+        raise ConfigError(
+            f"the text encoder {config.get('encoder')!r} now gives different vectors than when the artifact "
+            f"was pretrained (fingerprint {encoder_fingerprint[:12]} vs {artifact.encoder_fingerprint[:12]}): "
+            "the model files or encoder options changed. Install the encoder version used for pretraining, "
+            "or pretrain again with this one (the pretrain job with the encoder option); item vectors are "
+            "re-encoded into the cache under the new fingerprint automatically")

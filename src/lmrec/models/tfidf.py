@@ -13,7 +13,6 @@ from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
-from lmrec.registry import register
 
 
 class TfidfConfig(BaseModel):
@@ -27,7 +26,6 @@ class TfidfConfig(BaseModel):
         "None = equal weights")
 
 
-@register
 class TfidfContent(Recommender):
     """User profile = weighted sum of the L2-normalised TF-IDF vectors of the history items (equal
     weights, or decaying with recency); score = cosine between profile and item vectors.

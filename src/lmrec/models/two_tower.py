@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -29,24 +28,20 @@ from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
-from lmrec.registry import register
-from lmrec.text.encoder import DEFAULT_ENCODER
+from lmrec.nn.losses import InBatchInfoNCE
+from lmrec.text.backbone import DEFAULT_ENCODER, Tuning, TuningOptions
 from lmrec.text.texts import default_template
 from lmrec.text.tuning import TunableEncoder
 from lmrec.train import TrainConfig, Trainer, TrainResult
 
 
-class TwoTowerConfig(TrainConfig):
+class TwoTowerConfig(TrainConfig, TuningOptions):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=2, description="queries per step; the other items of the batch are negatives")
     lr: float = Field(2e-4, gt=0)
     encoder: str = Field(DEFAULT_ENCODER, description="Hugging Face model (id or folder) or minilm")
     shared: bool = Field(True, description="one encoder for queries and items")
-    tuning: Literal["full", "lora", "top-k", "frozen"] = "lora"
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    lora_targets: list[str] | None = Field(None, description="module names for LoRA (default: peft's per-architecture choice)")
-    top_k: int = Field(2, ge=1, description="layers trained with tuning=top-k")
+    tuning: Tuning = "lora"
     template: str | None = Field(None, description="item text template (default: the dataset's descriptive fields)")
     query_items: int = Field(10, ge=1, description="history items rendered into the query text")
     query_max_length: int = Field(128, ge=8)
@@ -136,11 +131,14 @@ def query_text(history: np.ndarray, item_titles: np.ndarray, max_items: int) -> 
 
 
 class TwoTowerNet(nn.Module):
-    def __init__(self, c: TwoTowerConfig):
+    """``query_path`` / ``item_path``: where the towers load from (the base model, or a saved model's folders)."""
+
+    def __init__(self, c: TwoTowerConfig, query_path: str | Path | None = None, item_path: str | Path | None = None):
         super().__init__()
-        self.query_tower = TunableEncoder(c.encoder, max_length=c.query_max_length)
+        self.query_tower = TunableEncoder(query_path or c.encoder, max_length=c.query_max_length)
         # registered only when separate, so a shared encoder is stored (and saved) once
-        self.own_item_tower = None if c.shared else TunableEncoder(c.encoder, max_length=c.item_max_length)
+        self.own_item_tower = (None if c.shared else
+                               TunableEncoder(item_path or c.encoder, max_length=c.item_max_length))
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(1.0 / c.temperature))),
                                       requires_grad=c.learn_temperature)
 
@@ -152,31 +150,6 @@ class TwoTowerNet(nn.Module):
         return [self.query_tower] + ([self.own_item_tower] if self.own_item_tower is not None else [])
 
 
-class InBatchInfoNCE:
-    """Each query's own item against every other item row of the batch; rows holding the same item as
-    the query's target are not counted as negatives (duplicates in a batch are common for popular items).
-
-    In-batch negatives are drawn in proportion to popularity, so the plain loss learns to push popular
-    items down (on MovieLens this ranks below Popularity). With ``log_q`` (log of each item's share of the
-    training targets) the logQ correction of Yi et al. (RecSys 2019) subtracts it from every column."""
-
-    def __init__(self, log_q: torch.Tensor | None = None):
-        self.log_q = log_q
-
-    def __call__(self, net: TwoTowerNet, batch: PairBatch) -> torch.Tensor:
-        q = net.query_tower(batch.query_ids, batch.query_mask)
-        i = net.item_tower(batch.item_ids, batch.item_mask)
-        logits = (q @ i.T) * net.log_scale.exp()
-        if self.log_q is not None:
-            logits = logits - self.log_q.to(logits.device)[batch.items][None, :]
-        n = batch.n_targets
-        same = batch.items[None, :] == batch.items[:n, None]
-        same[torch.arange(n), torch.arange(n)] = False
-        logits = logits.masked_fill(same, float("-inf"))
-        return F.cross_entropy(logits.float(), torch.arange(n, device=logits.device))
-
-
-@register
 class TwoTowerLM(Recommender):
     """Language-model two-tower retrieval, fine-tuned on interactions (see the module docstring)."""
 
@@ -201,7 +174,7 @@ class TwoTowerLM(Recommender):
         net = TwoTowerNet(c)
         neighbours = self._text_neighbours(net) if c.hard_negatives else None
         for tower in net.towers():
-            tower.apply_tuning(c.tuning, c.lora_rank, c.lora_alpha, c.lora_targets, top_k=c.top_k)
+            tower.apply_tuning(c)
         self.net_ = net
         self.trainable_params_ = sum(p.numel() for p in net.parameters() if p.requires_grad)
         self.item_vectors_: np.ndarray | None = None
@@ -263,16 +236,26 @@ class TwoTowerLM(Recommender):
             raise ConfigError(f"{folder} is not empty: export into a new folder")
         return (self.net_.item_tower if side == "item" else self.net_.query_tower).export(folder)
 
-    # --- persistence: merged weights, so loading needs the base model files and no peft --------------------
+    # --- persistence: each tower as an ordinary Hugging Face folder inside the saved model ----------------------
+    QUERY_DIR, ITEM_DIR = "query_encoder", "item_encoder"
+
     def _state(self) -> dict[str, Any]:
         assert self.net_ is not None
-        weights = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         return {"item_texts_": self.item_texts_, "query_titles_": self.query_titles_,
-                "item_vectors_": self._item_vectors(), **weights}
+                "item_vectors_": self._item_vectors(), "log_scale": self.net_.log_scale.detach().numpy()}
+
+    def _save_files(self, folder: Path) -> None:
+        assert self.net_ is not None
+        self.net_.query_tower.export(folder / self.QUERY_DIR)
+        if self.net_.own_item_tower is not None:
+            self.net_.own_item_tower.export(folder / self.ITEM_DIR)
+
+    def _load_files(self, folder: Path) -> None:
+        self.net_ = TwoTowerNet(self.config, folder / self.QUERY_DIR, folder / self.ITEM_DIR).eval()
 
     def _set_state(self, state: dict[str, Any]) -> None:
+        assert self.net_ is not None
         self.item_texts_, self.query_titles_ = state["item_texts_"], state["query_titles_"]
         self.item_vectors_ = state["item_vectors_"]
-        net = TwoTowerNet(self.config)
-        net.load_state_dict({k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")})
-        self.net_ = net.eval()
+        with torch.no_grad():
+            self.net_.log_scale.copy_(torch.as_tensor(state["log_scale"]).reshape(()))

@@ -1,5 +1,7 @@
 """Training objectives as objects: ``loss(model, batch) -> scalar``.
 
+Sequence losses (below) and the pointwise / listwise / two-tower ones at the end of this module.
+
 A sequence model for these losses provides ``sequence_states(batch) -> [B, L, d]``,
 ``item_table(ids=None) -> [n_items or len(ids), d]`` and ``similarity(states [N, d], items [M, d]) ->
 [N, M]`` logits and ``pair_similarity(states [N, d], items [N, d]) -> [N]``. Every loss trains all positions of every sequence in the batch at once; positions
@@ -8,7 +10,7 @@ without a target (padding) are left out.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -223,3 +225,50 @@ def make_loss(name: str, n_items: int, negatives: int, probs: np.ndarray | None 
     if name == "inbatch":
         return InBatchSoftmax(mask_history=mask_history)
     raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+
+
+# --- pointwise, listwise and two-tower objectives -------------------------------------------------------------
+class BinaryCrossEntropy:
+    """Like / dislike: ``model(batch.tensors) -> [B]`` logits against ``batch.tensors["labels"]`` (0 / 1)."""
+
+    def __call__(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(model(batch.tensors).float(), batch.tensors["labels"])
+
+
+class ListwiseSoftmax:
+    """Lists of ``size`` candidates stored row after row, exactly one labelled 1 per list (the item picked):
+    softmax cross-entropy over each list's ``model(batch.tensors)`` logits."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        logits = model(batch.tensors).float().view(-1, self.size)
+        return F.cross_entropy(logits, batch.tensors["labels"].view(-1, self.size).argmax(1))
+
+
+class InBatchInfoNCE:
+    """Two towers: each query's own item against every other item row of the batch; rows holding the same
+    item as the query's target are not counted as negatives (duplicates in a batch are common for popular
+    items). ``model`` has ``query_tower`` / ``item_tower`` (token ids, mask -> ``[N, d]``) and ``log_scale``;
+    ``batch`` has ``query_ids``, ``query_mask``, ``item_ids``, ``item_mask``, ``items`` (item index of every
+    item row: the ``n_targets`` targets first) and ``n_targets``.
+
+    In-batch negatives are drawn in proportion to popularity, so the plain loss learns to push popular
+    items down (on MovieLens this ranks below Popularity). With ``log_q`` (log of each item's share of the
+    training targets) the logQ correction of Yi et al. (RecSys 2019) subtracts it from every column."""
+
+    def __init__(self, log_q: torch.Tensor | None = None):
+        self.log_q = log_q
+
+    def __call__(self, model: Any, batch: Any) -> torch.Tensor:
+        q = model.query_tower(batch.query_ids, batch.query_mask)
+        i = model.item_tower(batch.item_ids, batch.item_mask)
+        logits = (q @ i.T) * model.log_scale.exp()
+        if self.log_q is not None:
+            logits = logits - self.log_q.to(logits.device)[batch.items][None, :]
+        n = batch.n_targets
+        same = batch.items[None, :] == batch.items[:n, None]
+        same[torch.arange(n), torch.arange(n)] = False
+        logits = logits.masked_fill(same, float("-inf"))
+        return F.cross_entropy(logits.float(), torch.arange(n, device=logits.device))

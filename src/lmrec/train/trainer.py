@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from lmrec.errors import ConfigError, LmrecError
+from lmrec.errors import ArtifactError, ConfigError, LmrecError
 from lmrec.progress import logger, progress_bar
 
 CHECKPOINT = "checkpoint.pt"
@@ -266,7 +266,7 @@ class Trainer:
         payload = {"config": self.config.model_dump(mode="json"), "model": module.state_dict(),
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                    "scaler": scaler.state_dict(), "loop": state.to_dict(),
-                   "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                   "torch_rng": torch.get_rng_state(), "numpy_rng": _numpy_rng_state(),
                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         tmp = self.run_dir / f".{CHECKPOINT}.tmp"
         torch.save(payload, tmp)
@@ -276,8 +276,13 @@ class Trainer:
     def _resume(self, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> _LoopState:
         assert self.run_dir is not None
         path = self.run_dir / CHECKPOINT
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        saved, now = payload["config"], self.config.model_dump(mode="json")
+        try:
+            # weights_only: tensors and plain containers only; a planted pickle cannot run code here
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            saved, now = payload["config"], self.config.model_dump(mode="json")
+        except Exception as exc:  # truncated, not a checkpoint, or holding objects that are not allowed
+            raise ArtifactError(f"{path}: not a checkpoint lmrec can read safely ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}); delete it to start over") from None
         differ = sorted(k for k in now if k not in ("epochs", "patience", "device", "loggers") and saved.get(k) != now[k])
         if differ:
             raise ConfigError(f"{path} was written with a different configuration ({', '.join(differ)}); "
@@ -287,7 +292,7 @@ class Trainer:
         scheduler.load_state_dict(payload["scheduler"])
         scaler.load_state_dict(payload["scaler"])
         torch.set_rng_state(payload["torch_rng"])
-        np.random.set_state(payload["numpy_rng"])
+        _set_numpy_rng_state(payload["numpy_rng"])
         if payload["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         state = _LoopState.from_dict(payload["loop"])
@@ -320,6 +325,18 @@ class _LoopState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _LoopState:
         return cls(**d)
+
+
+def _numpy_rng_state() -> dict[str, Any]:
+    """numpy's global RNG state as plain values and a tensor (what a weights-only load accepts)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.as_tensor(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict[str, Any]) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+                         state["cached"]))
 
 
 def _fmt(value: float | None) -> str:

@@ -4,7 +4,7 @@
 domain in one of ``MODES`` on a share of the target's training users.
 """
 
-from lmrec.transfer.artifact import PretrainedArtifact
+from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.transfer.pretrain import PretrainConfig, pretrain
 from lmrec.transfer.workflow import FRACTIONS, MODES, Target, keep_users, transfer, transfer_grid
 

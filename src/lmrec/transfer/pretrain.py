@@ -20,16 +20,15 @@ from pydantic import Field
 
 from lmrec.config import validate
 from lmrec.data.batching import MultiDomainWindows, SequenceWindows
-from lmrec.data.interactions import Sequences
+from lmrec.data.interactions import Sequences, events_key
 from lmrec.errors import ConfigError
 from lmrec.eval.ranking import Evaluator
-from lmrec.models.base import events_key
+from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.textseq import TextSeqNet, TextSeqRec, TextSeqRecConfig
 from lmrec.nn.losses import InBatchSoftmax, make_loss
 from lmrec.progress import logger
 from lmrec.text.encoder import load_encoder
 from lmrec.train import Trainer, TrainResult, resolve_device
-from lmrec.transfer.artifact import PretrainedArtifact
 from lmrec.transfer.domains import Domain, load_domain
 
 PRETRAIN_ONLY = ("seq_weight", "item_drop", "valid_users", "batch_domains")

@@ -23,14 +23,14 @@ import numpy as np
 
 from lmrec.data.interactions import Interactions
 from lmrec.errors import ConfigError
-from lmrec.eval.ranking import EvalResult, Evaluator, compare
+from lmrec.eval import EvalResult, Evaluator, compare
 from lmrec.eval.report import to_markdown
 from lmrec.models.base import Recommender
+from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.textseq import TextSeqRec
 from lmrec.progress import logger
 from lmrec.registry import create
 from lmrec.text.encoder import load_encoder
-from lmrec.transfer.artifact import PretrainedArtifact
 from lmrec.transfer.domains import Domain, load_domain
 
 MODES = ("zero-shot", "adapter", "lora", "full", "scratch")

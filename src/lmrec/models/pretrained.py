@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lmrec import __version__
-from lmrec.errors import ConfigError
+from lmrec.errors import ArtifactError
 from lmrec.fsutil import atomic_write_text
 
 KIND = "lmrec-pretrained-textseq"
@@ -52,33 +52,21 @@ class PretrainedArtifact:
     def load(cls, path: str | Path) -> PretrainedArtifact:
         path = Path(path)
         if not (path / META).is_file() or not (path / WEIGHTS).is_file():
-            raise ConfigError(f"{path} is not a pretrained artifact (expected {META} and {WEIGHTS}; "
+            raise ArtifactError(f"{path} is not a pretrained artifact (expected {META} and {WEIGHTS}; "
                               "make one with `lmrec pretrain --datasets ... --out DIR`)")
-        meta = json.loads((path / META).read_text())
-        if meta.get("kind") != KIND:
-            raise ConfigError(f"{path / META}: kind {meta.get('kind')!r} is not {KIND!r}")
-        return cls(meta["config"], meta["encoder_fingerprint"], load_file(str(path / WEIGHTS)),
-                   meta.get("domains", []), meta.get("summary", {}))
+        try:
+            meta = json.loads((path / META).read_text())
+            if meta.get("kind") != KIND:
+                raise ArtifactError(f"{path / META}: kind {meta.get('kind')!r} is not {KIND!r}")
+            config, fingerprint = meta["config"], meta["encoder_fingerprint"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError) as exc:
+            raise ArtifactError(f"{path / META}: not a valid artifact description ({type(exc).__name__}: {exc})") from None
+        try:
+            weights = load_file(str(path / WEIGHTS))
+        except Exception as exc:  # truncated or not safetensors: the library raises its own types
+            raise ArtifactError(f"{path / WEIGHTS}: unreadable ({' '.join(str(exc).split())[:200]})") from None
+        return cls(config, fingerprint, weights, meta.get("domains", []), meta.get("summary", {}))
 
     @property
     def domain_names(self) -> list[str]:
         return [d["name"] for d in self.domains]
-
-    def check_compatible(self, config: dict[str, Any], encoder_fingerprint: str) -> None:
-        """Refuse a target model whose architecture or text encoder differs from the pretrained one."""
-        from lmrec.models.textseq import ARCHITECTURE_KEYS, TextSeqRecConfig
-
-        # a key added after the artifact was made held its default value then
-        pretrained = {k: self.config.get(k, TextSeqRecConfig.model_fields[k].default) for k in ARCHITECTURE_KEYS}
-        differ = [f"{k}: pretrained {pretrained[k]!r}, now {config.get(k)!r}"
-                  for k in ARCHITECTURE_KEYS if pretrained[k] != config.get(k)]
-        if differ:
-            raise ConfigError("the model does not match the pretrained artifact (" + "; ".join(differ) +
-                              "); leave these keys at the artifact's values")
-        if encoder_fingerprint != self.encoder_fingerprint:
-            raise ConfigError(
-                f"the text encoder {config.get('encoder')!r} now gives different vectors than when the artifact "
-                f"was pretrained (fingerprint {encoder_fingerprint[:12]} vs {self.encoder_fingerprint[:12]}): "
-                "the model files or encoder options changed. Install the encoder version used for pretraining, "
-                "or pretrain again with this one (`lmrec pretrain ... --encoder NAME`); item vectors are "
-                "re-encoded into the cache under the new fingerprint automatically")
