@@ -10,21 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from lmrec import __version__
+from provenance import stamp
+
 from lmrec.data import PrepareConfig, prepare
 
 DATASETS = [("amazon-beauty", "loo"), ("movielens-100k", "loo")]
 RESULTS = Path(__file__).parent / "results" / "data_load.json"
 
 
-def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -59,8 +57,7 @@ def main() -> None:
               f"cached reload {records[-1]['cached_reload_s']:.3f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": machine(), "lmrec_version": __version__, "repeats": args.repeats,
-        "date": time.strftime("%Y-%m-%d"), "results": records,
+        **stamp(), "repeats": args.repeats, "results": records,
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

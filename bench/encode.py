@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from provenance import stamp
 
 from lmrec.data import load_dataset
 from lmrec.text import EmbeddingCache, load_encoder
-from lmrec.text.encoder import packaged_minilm
+from lmrec.text.backbone import packaged_minilm
 
 RESULTS = Path(__file__).parent / "results" / "encode.json"
 
@@ -59,8 +59,7 @@ def main() -> None:
         "sentence_transformers_seconds": round(s_st, 2), "sentence_transformers_items_per_s": round(len(titles) / s_st, 1),
         "speed_ratio": round(s_st / s_ours, 3), "max_abs_difference": float(np.abs(v_ours - v_st).max()),
         "cached_rerun_seconds": round(s_cached, 4),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
+        **stamp(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")

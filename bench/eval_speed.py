@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import time
 from pathlib import Path
 
-from lmrec import __version__
+from provenance import stamp
+
 from lmrec.data import prepare
 from lmrec.eval import Evaluator
 from lmrec.registry import create
@@ -46,8 +46,7 @@ def main() -> None:
         "eval_seconds": round(t_eval, 3), "total_seconds": round(t_build + t_eval, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1), "peak_rss_before_eval_mb": round(rss_before, 1),
         "ndcg@10": result.means()["ndcg@10"], "recall@10": result.means()["recall@10"],
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "lmrec_version": __version__, "date": time.strftime("%Y-%m-%d"),
+        **stamp(),
     }
     records = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.is_file() else []) if r["side"] != "lmrec"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

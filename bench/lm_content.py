@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import time
 from pathlib import Path
+
+from provenance import stamp
 
 from lmrec.data import PrepareConfig
 from lmrec.pipeline import leaderboard
@@ -44,8 +44,7 @@ def main() -> None:
             print(f"  run folder: {run.run_dir}", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"), "records": records}, indent=2) + "\n")
+        **stamp(), "records": records}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

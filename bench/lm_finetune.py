@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
+from provenance import stamp
 
 from lmrec.config import parse_options
 from lmrec.ctr import ctr_examples
@@ -44,10 +42,6 @@ RESULTS = Path(__file__).parent / "results" / "lm_finetune.json"
 SIGNIFICANCE = Path(__file__).parent / "results" / "lm_finetune_significance.json"
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} ({os.cpu_count()} cores)"
-    return f"{platform.machine()} {os.cpu_count()} cores, torch CPU"
 
 
 def merge(records: list[dict[str, Any]]) -> None:
@@ -90,8 +84,7 @@ def two_tower(args: argparse.Namespace) -> None:
                             "trainable_params": getattr(model, "trainable_params_", 0), "train_seconds": round(seconds, 1),
                             # the Trainer's clock runs on across a resume from checkpoint; train_seconds does not
                             "trainer_seconds": round(r.seconds, 1) if r else None, "epochs": r.epochs_run if r else 0,
-                            "settings": args.set, "device": args.device, "machine": machine(),
-                            "date": time.strftime("%Y-%m-%d")})
+                            "settings": args.set, "device": args.device, **stamp(args.device)})
             print(records[-1])
             merge(records[-1:])
             if args.save and model_name == "twotower":  # the artifact, and its tower for other models' encoder=
@@ -122,7 +115,7 @@ def compare_artifacts(args: argparse.Namespace) -> None:
             records.append({"dataset": dataset, "model": b, "baseline": a, "metric": metric, "users": s["users"],
                             "value": round(s["mean_a"], 4), "baseline_value": round(s["mean_b"], 4),
                             "relative_gain": round(s["diff"] / s["mean_b"], 4), "t_p": s["t_p"],
-                            "wilcoxon_p": s["wilcoxon_p"], "machine": machine(), "date": time.strftime("%Y-%m-%d")})
+                            "wilcoxon_p": s["wilcoxon_p"], **stamp(args.device)})
             print(records[-1])
     keys = {(r["dataset"], r["model"], r["baseline"], r["metric"]) for r in records}
     old = json.loads(SIGNIFICANCE.read_text()) if SIGNIFICANCE.exists() else []
@@ -151,7 +144,7 @@ def ctr(args: argparse.Namespace) -> None:
                       "trainer_seconds": round(model.train_result_.seconds, 1) if model.train_result_ else None,
                       "settings": args.set,
                       "device": args.device,
-                      "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+                      **stamp(args.device)}
             print(record)
             merge([record])
 
@@ -178,7 +171,7 @@ def rerank(args: argparse.Namespace) -> None:
                         "metrics": {k: round(m["means"][k], 4) for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
                         "rerank_ms_per_user": round(m.get("rerank_ms_per_user", 0.0), 1), "users": m["users"],
                         "train_seconds": round(m["fit_seconds"], 1), "settings": args.set, "device": args.device,
-                        "machine": machine(), "date": time.strftime("%Y-%m-%d"), "run_dir": str(run.run_dir)})
+                        **stamp(args.device), "run_dir": str(run.run_dir)})
         print(records[-1])
     merge(records)
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from provenance import stamp
 
 from lmrec.config import parse_sets
 from lmrec.data import PrepareConfig, prepare
@@ -51,11 +50,6 @@ CPU_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def machine(device: torch.device) -> str:
-    cpu = f"{platform.machine()} {os.cpu_count()} cores"
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} ({cpu})"
-    return cpu
 
 
 def run(dataset_key: str, model_name: str, params: dict[str, Any], device: str) -> dict[str, Any]:
@@ -77,8 +71,7 @@ def run(dataset_key: str, model_name: str, params: dict[str, Any], device: str) 
             "recall@20": round(m["recall@20"], 4), "ndcg@20": round(m["ndcg@20"], 4),
             "valid_ndcg@10": round(r.best_metric, 4), "epochs": r.epochs_run, "best_epoch": r.best_epoch,
             "train_seconds": round(fit_seconds, 1), "seconds_per_epoch": round(r.seconds_per_epoch, 2),
-            "seconds_to_best": round(r.seconds_to_best, 1), "device": dev.type, "machine": machine(dev),
-            "date": time.strftime("%Y-%m-%d"), "users": len(test.users), "items": p.split.n_items,
+            "seconds_to_best": round(r.seconds_to_best, 1), "device": dev.type, **stamp(dev.type), "users": len(test.users), "items": p.split.n_items,
             "config": {k: v for k, v in model.config.model_dump().items() if k not in ("device", "loggers")}}
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 from typing import Any
+
+from provenance import stamp
 
 from lmrec.config import parse_options
 from lmrec.registry import create
@@ -40,19 +39,9 @@ DEFAULT_RESULTS = {"grid": "transfer_scientific.json", "table": "transfer_scient
 PRETRAIN: dict[str, Any] = {"epochs": 40, "patience": 3}
 
 
-def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, torch CPU" if not _cuda() else _cuda()
-
-
-def _cuda() -> str:
-    import torch
-
-    return f"{torch.cuda.get_device_name()} ({os.cpu_count()} cores)" if torch.cuda.is_available() else ""
-
-
 def cmd_pretrain(args: argparse.Namespace) -> None:
     run = pretrain(SOURCES, {**PRETRAIN, "device": args.device, **parse_options(args.set)}, args.base)
-    print(json.dumps(run.artifact.summary | {"machine": machine()}, indent=2, default=str))
+    print(json.dumps(run.artifact.summary | stamp(getattr(args, "device", None)), indent=2, default=str))
 
 
 def cmd_grid(args: argparse.Namespace) -> None:
@@ -62,7 +51,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
     out = Path(args.base) / f"transfer-{TARGET}"
     grid = transfer_grid(args.base, TARGET, out, modes, fractions, ("pop", "sasrec"),
                          {"*": common, "sasrec": {"device": args.device}})
-    payload = {"target": TARGET, "pretrained_on": SOURCES, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    payload = {"target": TARGET, "pretrained_on": SOURCES, **stamp(getattr(args, "device", None)),
                "grid_seconds": round(grid.seconds, 1),
                "pretrain": PretrainedArtifact.load(args.base).summary | {"pretrain_config": None},
                "records": grid.records(TARGET), "significance": grid.significance}
@@ -93,7 +82,7 @@ def cmd_seeds(args: argparse.Namespace) -> None:
         gains = [a / b - 1 for a, b in zip(by_mode[modes[0]], by_mode[modes[-1]])]
         summary.append({"fraction": fraction, **{f"ndcg@10 {m} mean": sum(v) / len(v) for m, v in by_mode.items()},
                         f"gain {modes[0]} vs {modes[-1]} per seed": gains})
-    payload = {"target": TARGET, "base": args.base, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    payload = {"target": TARGET, "base": args.base, **stamp(getattr(args, "device", None)),
                "records": records, "summary": summary}
     (RESULTS / args.results).write_text(json.dumps(payload, indent=2))
     print(json.dumps(summary, indent=2))
@@ -114,11 +103,11 @@ def cmd_coldstart(args: argparse.Namespace) -> None:
                 for mode in args.modes.split(",")]
         runs += [tgt.run(create(name, **({"device": args.device} if name == "sasrec" else {})), name, 1.0)
                  for name in ("pop", "sasrec")]
-        records += [r.record(target) | {"machine": machine(), "base": args.base} for r in runs]
+        records += [r.record(target) | stamp(getattr(args, "device", None)) | {"base": args.base} for r in runs]
         for r in runs:
             print(target, r.mode, {k: round(v, 4) for k, v in r.result.means().items() if k in ("recall@10", "ndcg@10")},
                   f"{r.train_seconds:.0f} s", flush=True)
-    (RESULTS / args.results).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "records": records}, indent=2))
+    (RESULTS / args.results).write_text(json.dumps({**stamp(getattr(args, "device", None)), "records": records}, indent=2))
 
 
 def cmd_table(args: argparse.Namespace) -> None:

@@ -93,7 +93,7 @@ def ensure_venv() -> Path:
 def run_recbole_side(python: Path, args: list[str]) -> list[dict]:
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     out = subprocess.run([str(python), __file__, "--recbole-side", *args], env=env, check=True,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=scratch())
     for line in out.stderr.splitlines()[-5:]:
         print("  recbole:", line)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -150,10 +150,19 @@ def recbole_side(data_path: str, name: str, models: list[str], eval_speed_only: 
     print(json.dumps(records))
 
 
-def machine() -> str:
-    import platform
+def scratch() -> Path:
+    """Where RecBole runs: it writes log_tensorboard/ and log/ into its working folder (gitignored here)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    return WORK
 
-    return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+
+def stamp(device: str | None = None) -> dict[str, str]:
+    """Commit, lmrec version, machine, date (bench/provenance.py; imported here because the RecBole side of
+    this script runs in RecBole's own venv, without lmrec)."""
+    sys.path.insert(0, str(HERE.parent))
+    from provenance import stamp as provenance_stamp
+
+    return provenance_stamp(device)
 
 
 def main() -> None:
@@ -174,14 +183,14 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"dataset": "movielens-100k", "split": "loo (lmrec-prepared, exported to RecBole atomic files)",
            "evaluation": "test part, full ranking over all items, train+valid items masked",
-           "machine": machine(), "date": time.strftime("%Y-%m-%d"), "records": records}
+           **stamp(), "records": records}
     (RESULTS / "peer_recbole_ml100k.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {RESULTS / 'peer_recbole_ml100k.json'}")
     if args.eval_speed:
         data_path = export_atomic("beauty-lmrec", "amazon-beauty", "loo")
         (rec,) = run_recbole_side(python, [str(data_path), "beauty-lmrec", "bpr", "1"])
         rec.update({"side": "recbole", "dataset": "amazon-beauty", "split": "loo", "model": "bpr-64 (RecBole)",
-                    "machine": machine(), "date": time.strftime("%Y-%m-%d")})
+                    **stamp()})
         path = RESULTS / "eval_speed.json"
         records = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if r["side"] != "recbole"]
         path.write_text(json.dumps(records + [rec], indent=2) + "\n")

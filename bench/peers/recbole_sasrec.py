@@ -34,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from recbole_run import RESULTS, WORK, ensure_venv, machine  # noqa: E402
+from recbole_run import RESULTS, WORK, ensure_venv, scratch, stamp  # noqa: E402
 
 NAME = "ml100k-seq"
 OUT = RESULTS / "seqrec_peer.json"
@@ -121,7 +121,7 @@ def subprocess_run(cmd: list[str], env: dict[str, str]) -> str:
     import subprocess
 
     # stderr passes through: RecBole's side reports each epoch as it ends
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=scratch())
     if proc.returncode:
         raise SystemExit(f"RecBole side failed (exit {proc.returncode})")
     return proc.stdout
@@ -239,14 +239,8 @@ def main() -> None:
             rec["target_from"] = {k: target[k] for k in ("device", "epochs", "stopped_early")}
         print(json.dumps(rec), flush=True)
         records.append(rec)
-    where = machine()
-    if args.device.startswith("cuda"):
-        import torch
-
-        where = f"{torch.cuda.get_device_name(0)} ({where})"
     for rec in records:
-        rec.update({"dataset": "movielens-100k", "split": "loo", "model": "sasrec", "machine": where,
-                    "date": time.strftime("%Y-%m-%d")})
+        rec.update({"dataset": "movielens-100k", "split": "loo", "model": "sasrec", **stamp(args.device)})
     keys = {(r["side"], r["device"]) for r in records}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps([r for r in old if (r["side"], r["device"]) not in keys] + records, indent=2) + "\n")

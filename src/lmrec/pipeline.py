@@ -19,6 +19,7 @@ from lmrec.data.queries import Queries
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError, DatasetNotFound
 from lmrec.eval import EvalResult, Evaluator, recommend
+from lmrec.eval.report import category_vectors
 from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
 from lmrec.models.two_tower import TwoTowerLM
@@ -195,7 +196,8 @@ def train(config: PrepareConfig | str, model: str, params: dict[str, Any] | None
     started = time.perf_counter()
     recommender.fit(prepared.split.train, prepared.items, validation=validation)
     fit_seconds = time.perf_counter() - started
-    result = Evaluator(prepared.split, "test", ks=ks).evaluate(recommender, name=model)
+    result = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items)).evaluate(
+        recommender, name=model)
     path = write_bundle(out, recommender, prepared,
                         {"dataset": prepared.config.model_dump(), "model": model,
                          "params": recommender.config.model_dump(), "ks": list(ks)},
@@ -210,7 +212,8 @@ def evaluate_bundle(path: str | Path, part: Literal["test", "valid"] = "test",
     bundle = Bundle.load(path)
     ks = ks or tuple(bundle.metrics.get("ks", (10, 20)))
     _check_ks(ks)
-    result = Evaluator(bundle.prepared.split, part, ks=ks).evaluate(bundle.model, name=bundle.model.name)
+    result = Evaluator(bundle.prepared.split, part, ks=ks, item_vectors=category_vectors(bundle.prepared.items)
+                       ).evaluate(bundle.model, name=bundle.model.name)
     return result, (bundle.metrics.get("test", {}) if part == "test" else {})
 
 

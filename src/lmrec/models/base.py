@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +29,11 @@ from lmrec.data.queries import Queries
 from lmrec.errors import ArtifactError, ConfigError
 from lmrec.fsutil import atomic_dir, folder_checksums, verify_checksums
 
-if TYPE_CHECKING:
-    from lmrec.eval.ranking import Evaluator
+
+class Validation(Protocol):
+    """What models trained for epochs validate with (``lmrec.eval.Evaluator`` on the valid part)."""
+
+    def evaluate(self, model: Any, name: str | None = None) -> Any: ...
 
 FORMAT = 1  # bump when a saved model of the previous format can no longer be read
 MODEL_JSON = "model.json"
@@ -223,7 +226,7 @@ class Recommender(Model):
         self.fit_key_: str | None = None
 
     # --- contract ------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, items: ItemTable | None = None, validation: Evaluator | None = None,
+    def fit(self, train: Interactions, items: ItemTable | None = None, validation: Validation | None = None,
             ) -> Recommender:
         """Learn from ``train`` (and item text where the model uses it); returns ``self``.
 

@@ -11,6 +11,9 @@ Everything in lmrec that runs a Hugging Face model goes through here: the frozen
 - ``pool``: one vector per text from token states (``mean`` / ``cls`` / ``last-token``).
 - ``apply_tuning``: ``full`` / ``lora`` (peft) / ``top-k`` / ``frozen``; ``merge`` folds LoRA back in.
 - ``save_pretrained``: an ordinary Hugging Face folder (merged weights + tokenizer).
+
+``transformers``, ``peft`` and ``sentence_transformers`` are imported inside the functions that use them:
+importing them takes seconds, and the classical models and the CLI's help never need them.
 """
 
 from __future__ import annotations

@@ -359,13 +359,13 @@ class _Loggers:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ConfigError("loggers=['tensorboard'] needs the tensorboard package: pip install tensorboard") from None
+                raise ConfigError("loggers=['tensorboard'] needs the tensorboard package: pip install 'lmrec[tracking]'") from None
             self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard") if run_dir else None)
         if "mlflow" in names:
             try:
                 import mlflow  # type: ignore[import-not-found]
             except ImportError:
-                raise ConfigError("loggers=['mlflow'] needs the mlflow package: pip install mlflow") from None
+                raise ConfigError("loggers=['mlflow'] needs the mlflow package: pip install 'lmrec[tracking]'") from None
             self.mlflow = mlflow
 
     def log(self, record: dict[str, Any]) -> None:
