@@ -90,3 +90,19 @@ def test_recommend_from_text_and_encode(capsys, tmp_path):
     code, _, err = run(capsys, "recommend", "--dataset", "movielens-100k", "--query", "x", "--encoder",
                        str(tmp_path / "missing-model"), "--data-dir", str(tmp_path))
     assert code == 2 and "cannot load encoder" in err
+
+
+def test_dataset_names_cannot_reach_outside_the_data_home_or_cache(capsys, tmp_path, monkeypatch):
+    # a real dataset one level above the data home: before names were checked, `prepare ../outside` read it
+    # and wrote its preparation outside the cache's prepared/ folder
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "logs.csv").write_text("u,i\n1,a\n1,b\n2,a\n2,b\n3,a\n3,b\n")
+    (outside / "lmrec.yaml").write_text("interactions: logs.csv\ncolumns: {user: u, item: i}\n")
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    monkeypatch.setenv("LMREC_CACHE", str(cache))
+    for name in ["../outside", str(outside), "a/b", "..", "x" * 200]:
+        code, _, err = run(capsys, "datasets", "prepare", name, "--data-dir", str(home))
+        assert code == 2 and "is not a folder name" in err and "Traceback" not in err, (name, err)
+    assert not cache.exists() and sorted(p.name for p in outside.iterdir()) == ["lmrec.yaml", "logs.csv"]

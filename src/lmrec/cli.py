@@ -396,6 +396,10 @@ FLAG_HINTS = (
     ("k:", "-k"),
     ("rerank model", "--rerank"),
     ("rerank train_rows", "--rerank-train-rows"),
+    ("split:", "--split"),
+    ("predefined:", "--predefined"),
+    ("min_rating:", "--min-rating"),
+    ("options name", "--set"),
 )
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lmrec.errors import ConfigError
+
 
 @contextmanager
 def atomic_dir(target: Path, replace: bool = True) -> Iterator[Path]:
@@ -51,6 +53,15 @@ def atomic_write_text(path: Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def inside(root: Path, relative: str | Path) -> Path:
+    """``root / relative``, refused unless it resolves inside ``root`` (paths built from user input)."""
+    root = Path(root)
+    path = root / relative
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"{relative}: resolves outside {root}")
     return path
 
 

@@ -60,8 +60,8 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any
 
 DEFAULT_MODELS = ("pop", "itemknn", "userknn", "tfidf", "ease", "bpr", "als")
 DEMO_MODELS = (*DEFAULT_MODELS, "lmcontent", "hybridncf", "sasrec", "textseq")
-# Keeps `lmrec demo` near 5 minutes on a 2-core CPU: TextSeqRec stops after 15 epochs at most (its full
-# run, ~45 epochs, is in bench/seqrec.py); SASRec runs to early stopping (~20 epochs).
+# Keeps `lmrec demo` short on a CPU: TextSeqRec stops after 15 epochs at most (its full run is in
+# bench/seqrec.py); SASRec runs to early stopping.
 DEMO_PARAMS: dict[str, dict[str, Any]] = {"textseq": {"epochs": 15}}
 DEMO_QUERY = "sci-fi about time travel, not horror"
 

@@ -148,7 +148,7 @@ def test_missing_logger_package_is_named():
 
     if importlib.util.find_spec("mlflow") is not None:
         pytest.skip("mlflow is installed here; the error path needs it absent")
-    with pytest.raises(ConfigError, match="pip install mlflow"):
+    with pytest.raises(ConfigError, match=r"pip install .lmrec\[tracking\]."):
         Trainer(TrainConfig(epochs=1, loggers=["mlflow"])).fit(net(), FullSoftmaxCE(), windows())
 
 

@@ -39,7 +39,7 @@ class Dataset:
     def predefined_split(self, which: str | None = None) -> Split:
         """Build a predefined split by name (default: the dataset's first one)."""
         if not self.predefined:
-            raise ConfigError(f"dataset {self.name!r} has no predefined split; use --split loo, temporal, random, ...")
+            raise ConfigError(f"split: dataset {self.name!r} has no predefined split; use loo, temporal, random, ...")
         key = which or next(iter(self.predefined))
         if key not in self.predefined:
             raise ConfigError(

@@ -8,6 +8,7 @@ folder of the data home with an ``lmrec.yaml`` is a user dataset read by the gen
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,7 @@ def get_spec(name: str, data_dir: str | Path | None = None) -> DatasetSpec:
     """The spec of a named dataset (built-in, or a data-home folder with ``lmrec.yaml``)."""
     if name in SPECS:
         return SPECS[name]
+    check_dataset_name(name)
     folder = data_home(data_dir) / name
     if (folder / USER_CONFIG).is_file():
         return _user_spec(name, folder)
@@ -172,6 +174,17 @@ def get_spec(name: str, data_dir: str | Path | None = None) -> DatasetSpec:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known datasets: {', '.join(known)}"
     raise DatasetNotFound(f"unknown dataset {name!r}{hint}")
+
+
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_dataset_name(name: str) -> None:
+    """A dataset name is a folder name, nothing more: it becomes a path under the data home and the cache,
+    so separators, ``..`` or an absolute path could read or write outside them."""
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name) or ".." in name:
+        raise DatasetNotFound(f"dataset name {name!r} is not a folder name: use letters, digits, '.', '_' and '-' "
+                              "(no path separators, no '..'; at most 128 characters)")
 
 
 def _user_dataset_names(data_dir: str | Path | None) -> list[str]:
@@ -194,7 +207,7 @@ def locate(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
         what = "folder is missing" if not folder.is_dir() else f"missing file(s) {', '.join(missing)}"
         raise DatasetNotFound(
             f"dataset {spec.name!r} not found: {what} at {folder} (data home from {data_home_source(data_dir)}); "
-            f"to get it: {spec.how_to_get}; or point LMREC_DATA (or --data-dir) at the folder that holds "
+            f"to get it: {spec.how_to_get}; or point LMREC_DATA (or data_dir) at the folder that holds "
             f"'{spec.folder}/'"
         )
     return folder

@@ -36,7 +36,7 @@ from lmrec.data.split import (
 )
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError
-from lmrec.fsutil import atomic_dir
+from lmrec.fsutil import atomic_dir, inside
 from lmrec.settings import cache_home
 
 FORMAT_VERSION = 1
@@ -135,7 +135,7 @@ def prepare(
     digests = {f.name: _file_digest(f) for f in files}  # read each source once
     key = _cache_key(config, digests)
     root = Path(cache_dir) if cache_dir is not None else cache_home() / "prepared"
-    out = root / config.dataset / f"{config.split}-{key[:16]}"
+    out = inside(root, Path(config.dataset) / f"{config.split}-{key[:16]}")
     if not force and (out / "meta.json").is_file():
         try:
             if json.loads((out / "meta.json").read_text()).get("key") == key:
@@ -163,12 +163,12 @@ def build_split(dataset: Dataset, config: PrepareConfig) -> tuple[Split, ItemTab
         if config.filters():
             raise ConfigError(
                 f"predefined splits are used exactly as published; drop the preprocessing options "
-                f"({', '.join(config.filters())}) or choose --split loo/temporal/random"
+                f"({', '.join(config.filters())}) or choose split loo / temporal / random"
             )
         split = dataset.predefined_split(config.predefined)
         return split, dataset.items, dataset.users
     if config.predefined:
-        raise ConfigError("--predefined only applies with --split predefined")
+        raise ConfigError("predefined: names a published split, so it only applies with split 'predefined'")
     inter, items, users = dataset.interactions, dataset.items, dataset.users
     if config.min_rating is not None or config.positives_only:
         inter = preprocess.to_implicit(inter, config.min_rating)

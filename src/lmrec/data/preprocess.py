@@ -38,7 +38,7 @@ def to_implicit(inter: Interactions, min_rating: float | None = None) -> Interac
     """Keep positive events only: ``rating >= min_rating``, or ``label == 1`` for labelled data."""
     if min_rating is not None:
         if inter.rating is None:
-            raise ConfigError("--min-rating needs ratings, and this dataset has none")
+            raise ConfigError("min_rating: needs ratings, and this dataset has none")
         out = inter.select(inter.rating >= min_rating)
     elif inter.label is not None:
         out = inter.select(inter.label == 1)

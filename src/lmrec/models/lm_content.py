@@ -20,8 +20,8 @@ class LMContentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     encoder: str = Field(DEFAULT_ENCODER, description="minilm, hash[:dim], st:NAME, or a Hugging Face id / folder")
     template: str | None = Field(None, description="item text template; default: the dataset's descriptive fields")
-    # 1 interaction: chosen on the validation parts of MovieLens-100K and Amazon-Beauty, where it beat
-    # equal weights by far (NDCG@10 0.025 vs 0.007 and 0.033 vs 0.021): recent interests dominate.
+    # 1 interaction: chosen on the validation parts of MovieLens-100K and Amazon-Beauty, where it beat equal
+    # weights by far (docs/benchmarks.md, "Language-model recommenders"): recent interests dominate.
     half_life: float | None = Field(1.0, gt=0, description="recency half-life (interest drift); None = equal weights")
     half_life_unit: Literal["interactions", "seconds"] = "interactions"
     batch_size: int = Field(64, ge=1)

@@ -53,7 +53,7 @@ class PretrainedArtifact:
         path = Path(path)
         if not (path / META).is_file() or not (path / WEIGHTS).is_file():
             raise ArtifactError(f"{path} is not a pretrained artifact (expected {META} and {WEIGHTS}; "
-                              "make one with `lmrec pretrain --datasets ... --out DIR`)")
+                              "make one with the pretrain job: lmrec.pipeline.pretrain, or `lmrec pretrain`)")
         try:
             meta = json.loads((path / META).read_text())
             if meta.get("kind") != KIND:

@@ -42,7 +42,8 @@ PARTS = ("adaptor", "encoder", "ids")
 
 class TextSeqRecConfig(SequentialConfig):
     # Larger batches than SASRec: every step adapts the whole catalogue's text vectors once, so fewer,
-    # bigger steps cost less; 512 at lr 2e-3 beat 128 at 1e-3 on Amazon-Scientific's valid part.
+    # bigger steps cost less; 512 at lr 2e-3 beat 128 at 1e-3 on Amazon-Scientific's valid part
+    # (docs/benchmarks.md, "Sequence models").
     batch_size: int = Field(512, ge=1)
     lr: float = Field(2e-3, gt=0)
     encoder: str = Field(DEFAULT_ENCODER, description="text encoder (minilm, st:NAME, a Hugging Face id, hash[:dim])")

@@ -175,7 +175,7 @@ def transfer_grid(source: str | Path, target: str, out: str | Path, modes: tuple
     params = params or {}
     for name in params:
         if name not in (*MODES, *references, "*"):
-            raise ConfigError(f"--set names {name!r}, which is neither a mode nor a reference model of this grid")
+            raise ConfigError(f"options name {name!r}, which is neither a mode nor a reference model of this grid")
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ConfigError(f"unknown transfer mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
