@@ -99,7 +99,7 @@ def test_no_pickle_anywhere_in_a_saved_model(saved):
 @pytest.mark.parametrize("damage,message", [
     (lambda p: (p / STATE_FILE).write_bytes((p / STATE_FILE).read_bytes()[:-7]), "checksum differs"),
     (lambda p: (p / STATE_FILE).unlink(), "missing"),
-    (lambda p: (p / MODEL_JSON).write_text("{not json"), "not a valid saved-model description"),
+    (lambda p: (p / MODEL_JSON).write_text("{not json"), "not a valid saved model description"),
     (lambda p: (p / MODEL_JSON).write_text(json.dumps({**json.loads((p / MODEL_JSON).read_text()),
                                                        "format": FORMAT + 1, "lmrec_version": "9.9"})),
      "format 2 .written by lmrec 9.9.; this lmrec .* reads format 1"),

@@ -30,7 +30,7 @@ from lmrec import __version__
 from lmrec.data.interactions import events_key
 from lmrec.data.prepared import Prepared
 from lmrec.errors import ArtifactError, ConfigError
-from lmrec.fsutil import atomic_dir, folder_checksums, verify_checksums
+from lmrec.fsutil import atomic_dir, folder_checksums, read_description, verify_checksums
 from lmrec.models.base import Model
 from lmrec.registry import load_model
 
@@ -54,19 +54,11 @@ class Bundle:
         """Read and check a bundle (module docstring)."""
         path = Path(path)
         file = path / BUNDLE_JSON
-        if not file.is_file():
-            raise ArtifactError(f"{path} is not a bundle (no {BUNDLE_JSON}; make one with `lmrec train`)")
-        try:
-            meta = json.loads(file.read_text())
-            kind, fmt, checksums = meta["kind"], meta["format"], meta["data_files"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{file}: not a valid bundle description ({type(exc).__name__}: {exc})") from None
-        if kind != KIND:
-            raise ArtifactError(f"{file}: kind {kind!r} is not {KIND!r}")
-        if fmt != FORMAT:
-            raise ArtifactError(f"{file}: bundle format {fmt} (written by lmrec {meta.get('lmrec_version')}); this "
-                                f"lmrec {__version__} reads format {FORMAT}: train the bundle again")
-        problem = verify_checksums(path / DATA_DIR, checksums)
+        meta = read_description(file, "bundle", ("kind", "data_files"), FORMAT,
+                                "train the bundle again (lmrec train)")
+        if meta["kind"] != KIND:
+            raise ArtifactError(f"{file}: kind {meta['kind']!r} is not {KIND!r}")
+        problem = verify_checksums(path / DATA_DIR, meta["data_files"])
         if problem:
             raise ArtifactError(f"bundle {path}: {problem}")
         model = load_model(path / MODEL_DIR)

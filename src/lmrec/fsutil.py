@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from lmrec.errors import ConfigError
+from lmrec import __version__
+from lmrec.errors import ArtifactError, ConfigError
 
 
 @contextmanager
@@ -63,6 +66,26 @@ def inside(root: Path, relative: str | Path) -> Path:
     if not path.resolve().is_relative_to(root.resolve()):
         raise ConfigError(f"{relative}: resolves outside {root}")
     return path
+
+
+def read_description(file: Path, what: str, keys: tuple[str, ...], format_version: int, redo: str) -> dict[str, Any]:
+    """A saved artifact's JSON description (``model.json``, ``bundle.json``): it must exist, parse, hold
+    ``keys`` and be of ``format_version``; otherwise one ``ArtifactError`` line naming the file. ``redo``
+    says what to do about another format (e.g. "train the bundle again")."""
+    file = Path(file)
+    if not file.is_file():
+        raise ArtifactError(f"{file.parent} is not a {what} (no {file.name})")
+    try:
+        meta = json.loads(file.read_text())
+        missing = [k for k in (*keys, "format") if k not in meta]
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise ArtifactError(f"{file}: not a valid {what} description ({type(exc).__name__}: {exc})") from None
+    if missing:
+        raise ArtifactError(f"{file}: not a valid {what} description (no {', '.join(missing)})")
+    if meta["format"] != format_version:
+        raise ArtifactError(f"{file}: {what} format {meta['format']} (written by lmrec {meta.get('lmrec_version')}); "
+                            f"this lmrec {__version__} reads format {format_version}: {redo}")
+    return meta
 
 
 def sha256_file(path: Path) -> str:

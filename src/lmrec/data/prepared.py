@@ -36,7 +36,7 @@ from lmrec.data.split import (
 )
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError
-from lmrec.fsutil import atomic_dir, inside
+from lmrec.fsutil import atomic_dir, inside, sha256_file
 from lmrec.settings import cache_home
 
 FORMAT_VERSION = 1
@@ -132,7 +132,7 @@ def prepare(
     spec = get_spec(config.dataset, data_dir)
     config = config.resolved(spec.default_split)
     files = source_files(spec, data_dir)
-    digests = {f.name: _file_digest(f) for f in files}  # read each source once
+    digests = {f.name: sha256_file(f) for f in files}  # read each source once
     key = _cache_key(config, digests)
     root = Path(cache_dir) if cache_dir is not None else cache_home() / "prepared"
     out = inside(root, Path(config.dataset) / f"{config.split}-{key[:16]}")
@@ -197,13 +197,6 @@ def build_split(dataset: Dataset, config: PrepareConfig) -> tuple[Split, ItemTab
         raise ConfigError(f"unknown split {kind!r}")
     return split, items, users  # type: ignore[return-value]
 
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cache_key(config: PrepareConfig, digests: dict[str, str]) -> str:

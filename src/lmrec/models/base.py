@@ -27,7 +27,7 @@ from lmrec.data.interactions import Interactions, events_key
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ArtifactError, ConfigError
-from lmrec.fsutil import atomic_dir, folder_checksums, verify_checksums
+from lmrec.fsutil import atomic_dir, folder_checksums, read_description, verify_checksums
 
 
 class Validation(Protocol):
@@ -153,18 +153,9 @@ def load_module_state(module: Any, state: dict[str, Any], prefix: str = "net.") 
 
 def read_model_meta(path: Path) -> dict[str, Any]:
     """``model.json`` of a saved model, after checking the format and every file's checksum."""
-    file = Path(path) / MODEL_JSON
-    if not file.is_file():
-        raise ArtifactError(f"{path} is not a saved model (no {MODEL_JSON})")
-    try:
-        meta = json.loads(file.read_text())
-        name, fmt, files = meta["name"], meta["format"], meta["files"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{file}: not a valid saved-model description ({type(exc).__name__}: {exc})") from None
-    if fmt != FORMAT:
-        raise ArtifactError(f"{file}: saved-model format {fmt} (written by lmrec {meta.get('lmrec_version')}); this "
-                            f"lmrec {__version__} reads format {FORMAT}: retrain the {name!r} model with it")
-    problem = verify_checksums(Path(path), files)
+    meta = read_description(Path(path) / MODEL_JSON, "saved model", ("name", "config", "learned", "state", "files"),
+                            FORMAT, "train the model again with this lmrec")
+    problem = verify_checksums(Path(path), meta["files"])
     if problem:
         raise ArtifactError(f"saved model {path}: {problem}")
     return meta
