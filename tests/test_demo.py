@@ -8,6 +8,7 @@ from tests.conftest import staged_folder
 pytestmark = pytest.mark.data
 
 
+@pytest.mark.slow
 def test_demo_leaderboard_on_movielens_100k(monkeypatch, tmp_path):
     folder = staged_folder("movielens-100k")
     monkeypatch.setenv("LMREC_DATA", str(folder.parent))

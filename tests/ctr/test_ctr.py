@@ -79,6 +79,7 @@ def llama(tmp_path_factory):
     return tiny_models.tiny_llama(tmp_path_factory.mktemp("llama"), WORDS, hidden=32)
 
 
+@pytest.mark.slow
 def test_cross_encoder_learns_the_pattern_from_text(bert):
     # enough rows per user that histories hold several liked titles to compare the candidate with
     split, items = colour_ctr(n_users=40, per_user=30)

@@ -96,6 +96,7 @@ def color_data(n_users=60, length=5, seed=0):
     return inter, ItemTable(inter.items, {"title": titles})
 
 
+@pytest.mark.slow
 def test_two_tower_learns_a_planted_text_pattern(tiny_bert, tmp_path):
     inter, items = color_data()
     split = leave_one_out(inter)
