@@ -27,7 +27,7 @@ from lmrec.eval.report import (
     to_markdown,
     write_html,
 )
-from lmrec.progress import logger, progress
+from lmrec.progress import logger, progress, report
 from lmrec.registry import RERANKER_KINDS, create
 
 
@@ -89,8 +89,7 @@ def run_models(prepared: Prepared, models: tuple[str, ...] | list[str], ks: tupl
         started = time.perf_counter()
         model.fit(prepared.split.train, prepared.items, validation=validation)
         timings[name] = {"fit_s": time.perf_counter() - started}
-        # a line per model even when no progress bar is shown (a log file, CI)
-        logger.warning("fitted %s in %.1f s", name, timings[name]["fit_s"])
+        report("fitted %s in %.1f s", name, timings[name]["fit_s"])
         results.append(evaluator.evaluate(model, name=name))
     if rerank is not None and reranker is not None:
         results += _reranked(prepared, evaluator, built, reranker, rerank, timings, params.get(rerank.model, {}))

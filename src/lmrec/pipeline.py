@@ -23,7 +23,7 @@ from lmrec.eval.report import category_vectors
 from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
 from lmrec.models.two_tower import TwoTowerLM
-from lmrec.progress import logger
+from lmrec.progress import logger, report
 from lmrec.registry import create, load_model
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
@@ -196,6 +196,7 @@ def train(config: PrepareConfig | str, model: str, params: dict[str, Any] | None
     started = time.perf_counter()
     recommender.fit(prepared.split.train, prepared.items, validation=validation)
     fit_seconds = time.perf_counter() - started
+    report("fitted %s in %.1f s", model, fit_seconds)
     result = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items)).evaluate(
         recommender, name=model)
     path = write_bundle(out, recommender, prepared,

@@ -23,6 +23,13 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+def report(message: str, *args: object) -> None:
+    """A line about long work (a model fitted, an epoch done). With progress bars it is a detail (INFO);
+    without them (output to a file or a CI log) it is the only sign of life, so it is shown (WARNING, the
+    CLI's default level)."""
+    logger.log(logging.INFO if progress_enabled() else logging.WARNING, message, *args)
+
+
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """Wrap an iterable in a progress bar (on stderr) when progress is enabled."""
     return iter(tqdm(iterable, desc=desc, total=total, unit=unit, disable=not progress_enabled(), leave=False))

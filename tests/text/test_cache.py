@@ -72,3 +72,50 @@ def test_a_killed_write_leaves_nothing_that_loads(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("entries/*/*/meta.json"))
     assert not list(tmp_path.glob("entries/*/.*"))  # no temporary folder left behind
     np.testing.assert_array_equal(cache.encode(enc, ["a pen"]), HashingEncoder(32).encode(["a pen"]))
+
+
+def test_a_corrupt_entry_or_pool_is_rebuilt_not_fatal(tmp_path):
+    enc, cache = Counting(), EmbeddingCache(tmp_path)
+    want = HashingEncoder(32).encode(["a pen", "an ink"])
+    cache.encode(enc, ["a pen", "an ink"])
+    (emb,) = tmp_path.glob("entries/*/*/emb.npy")
+    emb.write_bytes(emb.read_bytes()[:40])  # truncated
+    np.testing.assert_array_equal(cache.encode(enc, ["a pen", "an ink"]), want)
+    (emb.parent / "meta.json").unlink()  # a missing meta.json used to fail until deleted by hand
+    np.testing.assert_array_equal(cache.encode(enc, ["a pen", "an ink"]), want)
+    (pool,) = tmp_path.glob("pools/*/pool.safetensors")
+    pool.write_bytes(b"garbage")
+    calls = len(enc.calls)
+    np.testing.assert_array_equal(cache.encode(enc, ["a pen", "a pad"], template="other"),
+                                  HashingEncoder(32).encode(["a pen", "a pad"]))
+    assert sorted(enc.calls[calls]) == ["a pad", "a pen"]  # the unreadable pool was started again
+
+
+WRITER = """
+import sys
+from lmrec.text import EmbeddingCache, HashingEncoder
+root, who = sys.argv[1], sys.argv[2]
+for round_ in range(12):
+    texts = [f"{who} text {round_} {i}" for i in range(40)] + [f"shared text {i}" for i in range(5)]
+    EmbeddingCache(root).encode(HashingEncoder(32), texts, template=f"{who}-{round_}")
+"""
+
+
+def test_two_processes_writing_one_pool_keep_every_text_with_its_own_vector(tmp_path):
+    import subprocess
+    import sys
+
+    from lmrec.text.cache import _read_pool
+
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), who]) for who in ("alpha", "beta")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    (pool,) = tmp_path.glob("pools/*")
+    hashes, vectors = _read_pool(pool, 32)
+    texts = [f"{who} text {r} {i}" for who in ("alpha", "beta") for r in range(12) for i in range(40)]
+    texts += [f"shared text {i}" for i in range(5)]
+    from lmrec.text.cache import text_hashes
+
+    expected = dict(zip(text_hashes(texts).tolist(), HashingEncoder(32).encode(texts)))
+    assert len(hashes) == len(expected) == len(set(hashes.tolist()))  # nothing lost, nothing twice
+    for h, v in zip(hashes.tolist(), vectors):
+        np.testing.assert_array_equal(v, expected[h])

@@ -7,25 +7,36 @@ leaves a half-written entry that a later run would load. A meta that disagrees w
 error, never a silent reuse.
 
 Encoding is incremental: per encoder fingerprint a *pool* maps the hash of each text ever encoded to its
-vector, so a new entry (another template, a few new items) only encodes the texts the pool lacks.
+vector, so a new entry (another template, a few new items) only encodes the texts the pool lacks. The pool
+is one file (``pool.safetensors``: hashes and vectors side by side) replaced by one rename, so a reader
+never pairs one text's hash with another text's vector; writers merge under a file lock, so concurrent
+runs lose none of each other's texts.
+
+The cache is lmrec's own: an entry or pool that cannot be read (a killed disk, a truncated file) is
+rebuilt with a warning, never a reason to fail.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from lmrec import __version__
 from lmrec.errors import LmrecError
 from lmrec.fsutil import atomic_dir
+from lmrec.progress import logger
 from lmrec.settings import cache_home
 from lmrec.text.encoder import TextEncoder, check_texts
 
@@ -67,8 +78,12 @@ class EmbeddingCache:
         fingerprint = encoder.fingerprint
         key = entry_key(fingerprint, template, texts)
         folder = self.entry_dir(key)
-        if (folder / "meta.json").is_file():
-            return self._load(folder, fingerprint, len(texts), dtype)
+        if folder.exists():
+            try:
+                return self._load(folder, fingerprint, len(texts), dtype)
+            except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:  # unreadable: ours to rebuild
+                logger.warning("embedding cache entry %s is unreadable (%s); rebuilding it", folder, exc)
+                shutil.rmtree(folder, ignore_errors=True)
         vectors = self._encode_with_pool(encoder, texts)
         self._write_entry(folder, vectors, fingerprint, template, dtype, encoder)
         return self._load(folder, fingerprint, len(texts), dtype)
@@ -104,15 +119,7 @@ class EmbeddingCache:
     def _encode_with_pool(self, encoder: TextEncoder, texts: list[str]) -> np.ndarray:
         pool = self._pool_dir(encoder.fingerprint)
         hashes = text_hashes(texts)
-        known_h = np.zeros(0, dtype="S16")
-        known_v = np.zeros((0, encoder.dim), dtype=np.float32)
-        if (pool / "hashes.npy").is_file():
-            known_h = np.load(pool / "hashes.npy")
-            known_v = np.load(pool / "emb.npy", mmap_mode="r")
-            # vectors are written before hashes, so a run killed in between leaves extra rows: ignore them
-            if len(known_v) < len(known_h) or known_v.shape[1:] != (encoder.dim,):
-                raise CacheError(f"embedding pool {pool} is inconsistent; delete it to rebuild")
-            known_v = known_v[: len(known_h)]
+        known_h, known_v = _read_pool(pool, encoder.dim)
         found = np.zeros(len(texts), dtype=bool)
         order = np.argsort(known_h)
         if len(order):
@@ -129,17 +136,58 @@ class EmbeddingCache:
             if new_v.shape != (len(uniq_h), encoder.dim):
                 raise CacheError(f"encoder returned shape {new_v.shape}, expected {(len(uniq_h), encoder.dim)}")
             out[missing] = new_v[inverse]
-            self._append_pool(pool, known_h, known_v, uniq_h, new_v)
+            _add_to_pool(pool, encoder.dim, uniq_h, new_v)
         return out
 
-    @staticmethod
-    def _append_pool(pool: Path, known_h: np.ndarray, known_v: np.ndarray, new_h: np.ndarray, new_v: np.ndarray) -> None:
-        """Rewrite the pool with the new vectors appended (temporary files + atomic renames)."""
-        pool.mkdir(parents=True, exist_ok=True)
-        all_h = np.concatenate([known_h, new_h])
-        all_v = np.concatenate([np.asarray(known_v), new_v.astype(np.float32)])
-        for name, arr in (("emb.npy", all_v), ("hashes.npy", all_h)):  # hashes last: they mark validity
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=pool)
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, arr)
-            os.replace(tmp, pool / name)
+
+POOL_FILE = "pool.safetensors"
+
+
+def _read_pool(pool: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes S16 [n], vectors float32 [n, dim])`` of a pool; empty when there is none or it is unreadable
+    (then it is rebuilt as texts are encoded again)."""
+    empty = np.zeros(0, dtype="S16"), np.zeros((0, dim), dtype=np.float32)
+    file = pool / POOL_FILE
+    if not file.is_file():
+        return empty
+    try:
+        stored = load_file(str(file))
+        hashes, vectors = stored["hashes"], stored["vectors"]
+        if hashes.shape[1:] != (16,) or vectors.shape != (len(hashes), dim):
+            raise ValueError(f"shapes {hashes.shape} and {vectors.shape}")
+    except Exception as exc:  # truncated or foreign file: the library raises its own types
+        logger.warning("embedding pool %s is unreadable (%s); starting it again", file, exc)
+        return empty
+    return np.ascontiguousarray(hashes).view("S16").ravel(), vectors
+
+
+def _add_to_pool(pool: Path, dim: int, new_h: np.ndarray, new_v: np.ndarray) -> None:
+    """Merge new (hash, vector) rows into the pool: under the pool's lock, re-read what other writers added
+    meanwhile, and replace the one file by one rename."""
+    pool.mkdir(parents=True, exist_ok=True)
+    with _locked(pool / ".lock"):
+        known_h, known_v = _read_pool(pool, dim)
+        keep = ~np.isin(new_h, known_h)
+        if not keep.any():
+            return
+        all_h = np.concatenate([known_h, new_h[keep]])
+        all_v = np.concatenate([known_v, new_v[keep].astype(np.float32)])
+        fd, tmp = tempfile.mkstemp(prefix=f".{POOL_FILE}-", dir=pool)
+        os.close(fd)
+        try:
+            save_file({"hashes": all_h.view(np.uint8).reshape(-1, 16), "vectors": all_v}, tmp)
+            os.replace(tmp, pool / POOL_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (other lmrec processes wait for it)."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from lmrec.errors import ArtifactError, ConfigError, LmrecError
-from lmrec.progress import logger, progress_bar
+from lmrec.progress import logger, progress_bar, report
 
 CHECKPOINT = "checkpoint.pt"
 METRICS_LOG = "metrics.jsonl"
@@ -214,8 +214,8 @@ class Trainer:
                 if validate is not None and (state.epoch % c.eval_every == 0 or state.epoch == c.epochs):
                     self._validate(module, validate, state, record, clock)
                 record["seconds"] = time.perf_counter() - clock
-                logger.info("epoch %d: loss %.4f, %s %s, %.1f s", state.epoch, record["loss"], c.monitor,
-                            _fmt(record.get("valid", {}).get(c.monitor)), record["seconds"])
+                report("epoch %d: loss %.4f, %s %s, %.1f s", state.epoch, record["loss"], c.monitor,
+                       _fmt(record.get("valid", {}).get(c.monitor)), record["seconds"])
                 state.history.append(record)
                 loggers.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", **{c.monitor: _fmt(state.last_metric)})
