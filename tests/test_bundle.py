@@ -109,3 +109,16 @@ def test_train_then_evaluate_reproduces_the_test_metrics_on_movielens_100k(stage
     assert result.means() == recorded  # exactly: same scores, same ties, same users
     recs = pipeline.recommend_from_bundle(tmp_path / model, user="1", k=3)
     assert len(recs) == 3 and all(r.title for r in recs)
+
+
+def test_a_model_from_another_dataset_is_refused(bundle, tmp_path, capsys):
+    import shutil
+
+    fixtures.write_ml1m(tmp_path / "data" / "movielens-1m")
+    code, _, err = run(capsys, "train", "--dataset", "movielens-1m", "--split", "random", "--model", "pop", "--out",
+                       tmp_path / "other", "--data-dir", tmp_path / "data")
+    assert code == 0, err
+    shutil.rmtree(bundle / "model")
+    shutil.copytree(tmp_path / "other" / "model", bundle / "model")
+    with pytest.raises(ArtifactError, match="model: the model was not fitted on this bundle's training events"):
+        Bundle.load(bundle)

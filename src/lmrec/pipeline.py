@@ -30,9 +30,9 @@ from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import default_template, item_vectors
 from lmrec.transfer import pretrain, transfer, transfer_grid
 
-__all__ = ["Rerank", "LeaderboardRun", "Recommendation", "TrainRun", "dataset_info", "demo", "download_dataset", "encode_items",
-           "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset", "pretrain", "recommend_from_bundle",
-           "recommend_from_text", "train", "transfer", "transfer_grid"]
+__all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "download_dataset",
+           "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
+           "pretrain", "recommend_from_bundle", "recommend_from_text", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -108,8 +108,6 @@ class Recommendation:
     title: str
     score: float
 
-
-TextRecommendation = Recommendation  # the name recommend_from_text returned before bundles existed
 
 
 def recommend_from_text(
