@@ -72,6 +72,8 @@ def datasets_info(name: str = typer.Argument(..., help="Dataset name, e.g. movie
     for field, c in info["text_coverage"].items():
         cov.add_row(field, f"{c:.2%}", f"{info['catalogue_text_coverage'][field]:.2%}")
     out.print(cov)
+    out.print(f"title field: {info['title_field'] or 'none'}; default text template: {info['text_template']!r}",
+              markup=False)
     if info["user_fields"]:
         out.print(f"user fields: {', '.join(info['user_fields'])}")
 

@@ -52,6 +52,8 @@ def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any
         "default_split": spec.default_split,
         "predefined_splits": list(ds.predefined),
         "item_fields": ds.items.fields,
+        "title_field": ds.items.display_field,
+        "text_template": default_template(ds.items) if ds.items.fields else None,
         "user_fields": ds.users.fields if ds.users is not None else [],
         **interaction_stats(ds.interactions, ds.items, ds.users),
         "catalogue_text_coverage": ds.items.coverage(),

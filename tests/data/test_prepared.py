@@ -5,7 +5,7 @@ import pytest
 
 from lmrec.data import PrepareConfig, Prepared, prepare
 from lmrec.data import prepared as prepared_module
-from lmrec.errors import ConfigError
+from lmrec.errors import ConfigError, DataError
 
 from . import fixtures
 
@@ -87,3 +87,29 @@ def test_user_dataset_from_lmrec_yaml(tmp_path, monkeypatch):
     (folder / "lmrec.yaml").write_text("interactions: logs.csv\ncolums: {}\n")
     with pytest.raises(ConfigError, match="unknown key 'colums'"):
         prepare("my-shop")
+
+
+def test_every_mapped_text_column_reaches_the_template_in_the_users_order(tmp_path, monkeypatch, capsys):
+    from lmrec.cli import main
+    from lmrec.text.texts import default_template
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "logs.csv").write_text("u,i,t\na,x,1\na,y,2\na,z,3\nb,x,5\nb,z,6\nb,y,7\n")
+    (folder / "items.csv").write_text("sku,name,description\nx,Pen,Blue ink\ny,Ink,Refill\nz,Pad,\n")
+    yaml_head = "interactions: logs.csv\nitems: items.csv\ncolumns: {user: u, item: i, time: t}\n"
+    (folder / "lmrec.yaml").write_text(yaml_head + "item_columns: {id: sku, text: [name, description]}\n")
+    monkeypatch.setenv("LMREC_DATA", str(tmp_path))
+    p = prepare("shop")  # through the prepared cache: the template and title field are kept
+    # names reached the language model only as "Description: ..." before: now both fields, in the user's order
+    assert default_template(p.items) == "{name}. Description: {description}"
+    assert p.items.render(default_template(p.items)) == ["Pen. Description: Blue ink", "Ink. Description: Refill", "Pad"]
+    assert p.items.titles().tolist() == ["Pen", "Ink", "Pad"]  # the first text field names the item
+    assert main(["datasets", "info", "shop"]) == 0
+    assert "title field: name; default text template: '{name}. Description: {description}'" in capsys.readouterr().out
+    (folder / "lmrec.yaml").write_text(yaml_head + "item_columns: {id: sku, text: [description, name], title: name}\n")
+    p = prepare("shop")
+    assert default_template(p.items) == "Description: {description}. {name}" and p.items.titles()[0] == "Pen"
+    (folder / "lmrec.yaml").write_text(yaml_head + "item_columns: {id: sku, text: [name], title: colour}\n")
+    with pytest.raises(DataError, match="item_columns.title 'colour' is not one of the text columns"):
+        prepare("shop")

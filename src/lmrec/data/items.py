@@ -15,6 +15,17 @@ from lmrec.errors import ConfigError, DataError
 _SEPARATORS = " \t.,;:|-/"
 
 
+# Fields worth reading, in the order they read best; labels make the rendered text self-explanatory.
+FIELD_LABELS = [("title", ""), ("text", ""), ("brand", "Brand: "), ("categories", "Category: "),
+                ("genres", "Genres: "), ("attributes", "Attributes: "), ("description", "Description: ")]
+
+
+def template_over(fields: Sequence[str]) -> str:
+    """A template over ``fields`` in the given order, labelling those whose name says what they hold."""
+    labels = dict(FIELD_LABELS)
+    return ". ".join(f"{labels.get(f, '')}{{{f}}}" for f in fields)
+
+
 class FieldTable:
     """Named string fields for every id of an ``IdMap``; a missing value is the empty string."""
 
@@ -66,7 +77,9 @@ class FieldTable:
     def subset(self, indices: np.ndarray) -> FieldTable:
         """Rows at ``indices`` (in that order) over the matching sub-map of ids."""
         idx = np.asarray(indices, dtype=np.int64)
-        return type(self)(self.ids.subset(idx), {n: a[idx] for n, a in self._fields.items()})
+        out = type(self)(self.ids.subset(idx), {n: a[idx] for n, a in self._fields.items()})
+        out.__dict__.update({k: v for k, v in vars(self).items() if k not in ("ids", "_fields")})  # e.g. template
+        return out
 
     def to_frame(self) -> pd.DataFrame:
         """One row per id: ``id`` (raw) plus one column per field."""
@@ -103,11 +116,25 @@ class ItemTable(FieldTable):
 
     kind = "item"
 
+    def __init__(self, ids: IdMap, fields: Mapping[str, Sequence[Any] | np.ndarray] | None = None,
+                 template: str | None = None, title_field: str | None = None):
+        super().__init__(ids, fields)
+        # Set by datasets that say which text describes an item and which field names it (a user's
+        # lmrec.yaml); otherwise lmrec.text.texts.default_template and the "title" field decide.
+        self.template = template
+        self.title_field = title_field
+
+    @property
+    def display_field(self) -> str | None:
+        """The field that names an item to a person: ``title_field``, else ``title``, else the first field."""
+        if self.title_field is not None:
+            return self.title_field
+        return "title" if "title" in self else (self.fields[0] if self.fields else None)
+
     def titles(self) -> np.ndarray:
-        """What names an item to a person: its ``title`` field, else its first field ("" when empty)."""
-        if "title" in self:
-            return self["title"]
-        return self[self.fields[0]] if self.fields else np.full(len(self), "", dtype=object)
+        """Each item's display name (``display_field``; "" when the table has no fields)."""
+        field = self.display_field
+        return self[field] if field is not None else np.full(len(self), "", dtype=object)
 
     def render(self, template: str, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
         """Fill ``template`` (e.g. ``"{title}. Brand: {brand}"``) for each item (all, or ``indices``).

@@ -39,7 +39,7 @@ from lmrec.errors import ConfigError, DataError
 from lmrec.fsutil import atomic_dir, inside, sha256_file
 from lmrec.settings import cache_home
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json keeps the item table's template and title field
 SplitKind = Literal["loo", "temporal", "random", "cold-items", "cold-users", "predefined"]
 
 
@@ -112,7 +112,9 @@ class Prepared:
                       parts["context"] if meta["has_context"] else None, name=meta["split_name"],
                       notes=meta.get("notes", {}))
         item_frame = pd.read_parquet(path / "items.parquet")
-        item_table = ItemTable(items, {c: item_frame[c].to_numpy(dtype=object) for c in item_frame.columns})
+        item_meta = meta.get("items", {})
+        item_table = ItemTable(items, {c: item_frame[c].to_numpy(dtype=object) for c in item_frame.columns},
+                               template=item_meta.get("template"), title_field=item_meta.get("title_field"))
         user_table = None
         if (path / "users.parquet").is_file():
             uf = pd.read_parquet(path / "users.parquet")
@@ -231,5 +233,6 @@ def _write(out: Path, config: PrepareConfig, key: str, split: Split, items: Item
             "lmrec_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "split_name": split.name, "has_context": split.context is not None, "notes": split.notes,
             "time_unit": split.train.time_unit, "sources": digests,
+            "items": {"template": items.template, "title_field": items.title_field},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

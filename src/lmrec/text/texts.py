@@ -6,21 +6,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lmrec.data.items import ItemTable, UserTable
+from lmrec.data.items import FIELD_LABELS, ItemTable, UserTable, template_over
 from lmrec.text.cache import EmbeddingCache, StoreDtype
 from lmrec.text.encoder import TextEncoder
 
-# Fields worth reading, in the order they read best; labels make the rendered text self-explanatory.
-_FIELD_LABELS = [("title", ""), ("text", ""), ("brand", "Brand: "), ("categories", "Category: "),
-                 ("genres", "Genres: "), ("attributes", "Attributes: "), ("description", "Description: ")]
-
 
 def default_template(items: ItemTable) -> str:
-    """A template over the item's descriptive fields, e.g. ``"{title}. Brand: {brand}. Category: {categories}"``."""
-    parts = [f"{label}{{{f}}}" for f, label in _FIELD_LABELS if f in items]
-    if not parts:  # unknown fields: use them all
-        parts = [f"{{{f}}}" for f in items.fields]
-    return ". ".join(parts)
+    """The dataset's own template when it has one (a user dataset: every mapped text column, in the user's
+    order), else one over the descriptive fields, e.g. ``"{title}. Brand: {brand}. Category: {categories}"``."""
+    if items.template:
+        return items.template
+    known = [f for f, _ in FIELD_LABELS if f in items]
+    return template_over(known or items.fields)  # unknown fields only: use them all
 
 
 def item_vectors(items: ItemTable, encoder: TextEncoder, template: str | None = None,

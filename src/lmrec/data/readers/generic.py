@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
-from lmrec.data.items import ItemTable
+from lmrec.data.items import ItemTable, template_over
 from lmrec.data.readers._io import decode, read_bytes, require_file
 from lmrec.errors import DataError
 
@@ -29,11 +29,14 @@ class ColumnMap(BaseModel):
 
 
 class ItemColumns(BaseModel):
-    """Which columns of the item file hold the id and the text fields (``None`` = every other column)."""
+    """Which columns of the item file hold the id and the text fields (``None`` = every other column), and
+    which text field names an item to a person (``title``; default: the first text field). Every text field
+    goes into the default text template, in this order."""
 
     model_config = ConfigDict(extra="forbid")
     id: str = "item_id"
     text: list[str] | None = None
+    title: str | None = None
 
 
 def read_frame(path: Path, sep: str | None = None) -> pd.DataFrame:
@@ -116,8 +119,12 @@ def read_generic(
         text_cols = item_columns.text or [c for c in iframe.columns if c != item_columns.id]
         for c in text_cols:
             _column(iframe, c, ipath, "text")
+        if item_columns.title is not None and item_columns.title not in text_cols:
+            raise DataError(f"{ipath}: item_columns.title {item_columns.title!r} is not one of the text columns "
+                            f"{text_cols}")
         items = IdMap(ids, name="item").extend(item_col)
-        table = ItemTable(items)
+        table = ItemTable(items, template=template_over(text_cols) if text_cols else None,
+                          title_field=item_columns.title or (text_cols[0] if text_cols else None))
         loc = items.indices(ids)
         for c in text_cols:
             values = np.full(len(items), "", dtype=object)
