@@ -51,12 +51,14 @@ def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
     rows = pipeline.list_datasets(data_dir)
     table = Table("dataset", "status", "folder", "description")
     for row in rows:
-        status = "[green]found[/]" if row["status"] == "found" else "[red]missing[/]"
+        status = {"found": "[green]found[/]", "missing": "[red]missing[/]"}.get(row["status"], "[red]invalid[/]")
         table.add_row(row["name"], status, row["where"], row["description"])
     out.print(table)
     for row in rows:
-        if row["status"] != "found":
-            out.print(f"{row['name']}: missing {row['missing']}; to get it: {row['how_to_get']}")
+        if row["status"] == "missing":
+            out.print(f"{row['name']}: missing {row['missing']}; to get it: {row['how_to_get']}", markup=False)
+        elif row["status"] == "invalid":
+            out.print(f"{row['name']}: {row['how_to_get']}", markup=False)
 
 
 @datasets_app.command("info")
@@ -418,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="lmrec")  # standalone mode: handles --help, usage errors, Ctrl-C
     except LmrecError as exc:
         err.print(f"[red]error:[/] {escape(_with_flag(one_line(str(exc))))}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as exc:  # a read-only or full disk, a folder that vanished: say which file, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"[red]error:[/] {escape(where + (exc.strerror or one_line(str(exc))))}", highlight=False,
+                  soft_wrap=True)
         return 2
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -7,6 +7,7 @@ folder of the data home with an ``lmrec.yaml`` is a user dataset read by the gen
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmrec.config import validate
 from lmrec.data.dataset import Dataset
@@ -31,7 +32,7 @@ from lmrec.data.readers import (
     read_sequence_file,
     read_urllm,
 )
-from lmrec.errors import ConfigError, DatasetNotFound
+from lmrec.errors import ConfigError, DatasetNotFound, LmrecError, one_line
 from lmrec.settings import data_home, data_home_source
 
 USER_CONFIG = "lmrec.yaml"
@@ -141,7 +142,17 @@ class UserDatasetConfig(BaseModel):
     columns: ColumnMap = ColumnMap()
     item_columns: ItemColumns = ItemColumns()
     sep: str | None = None
+    encoding: str = Field("utf-8", description="text encoding of the CSV / TSV / JSONL files (e.g. latin-1)")
     default_split: str = "loo"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return value
 
 
 def _user_spec(name: str, folder: Path) -> DatasetSpec:
@@ -157,7 +168,7 @@ def _user_spec(name: str, folder: Path) -> DatasetSpec:
     return DatasetSpec(
         name, cfg.description, name, files,
         lambda f: read_generic(f / cfg.interactions, cfg.columns, f / cfg.items if cfg.items else None,
-                               cfg.item_columns, name=name, sep=cfg.sep),
+                               cfg.item_columns, name=name, sep=cfg.sep, encoding=cfg.encoding),
         how_to_get=f"edit {path}", default_split=cfg.default_split,
     )
 
@@ -229,7 +240,13 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, str]]:
     """One row per known dataset: name, status (found / missing), where, and what to do if missing."""
     rows = []
     for name in list(SPECS) + _user_dataset_names(data_dir):
-        spec = get_spec(name, data_dir)
+        try:
+            spec = get_spec(name, data_dir)
+        except LmrecError as exc:  # one broken lmrec.yaml must not hide every other dataset
+            rows.append({"name": name, "description": "(invalid lmrec.yaml)", "status": "invalid",
+                         "where": str(data_home(data_dir) / name), "missing": "",
+                         "how_to_get": one_line(str(exc))})
+            continue
         folder = data_home(data_dir) / spec.folder
         missing = missing_files(spec, data_dir)
         rows.append({

@@ -37,6 +37,7 @@ from lmrec.data.split import (
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError
 from lmrec.fsutil import atomic_dir, inside, sha256_file
+from lmrec.progress import logger
 from lmrec.settings import cache_home
 
 FORMAT_VERSION = 2  # 2: meta.json keeps the item table's template and title field
@@ -142,8 +143,9 @@ def prepare(
         try:
             if json.loads((out / "meta.json").read_text()).get("key") == key:
                 return Prepared.load(out)
-        except (json.JSONDecodeError, OSError, KeyError):
-            pass  # unreadable cache: prepare again below and replace it
+        except Exception as exc:  # a truncated Parquet raises pyarrow's own types; the cache is ours to rebuild
+            logger.warning("prepared dataset %s is unreadable (%s: %s); preparing it again", out,
+                           type(exc).__name__, " ".join(str(exc).split())[:120])
     started = time.perf_counter()
     dataset = load_dataset(config.dataset, data_dir)
     split, items, users = build_split(dataset, config)

@@ -24,7 +24,8 @@ def interaction_stats(inter: Interactions, items: ItemTable | None = None, users
         "items": int(len(used_items)),
         "catalogue_items": int(inter.n_items),
         "interactions": int(n),
-        "density": float(n / (len(used_users) * len(used_items))) if n else 0.0,
+        # distinct user-item pairs: repeated events (re-purchases, re-watches) must not push it past 100%
+        "density": float(_distinct_pairs(inter) / (len(used_users) * len(used_items))) if n else 0.0,
         "sequence_length": {
             **{f"p{p}": float(np.percentile(lengths, p)) for p in PERCENTILES},
             "mean": float(lengths.mean()),
@@ -52,3 +53,7 @@ def interaction_stats(inter: Interactions, items: ItemTable | None = None, users
     if users is not None:
         out["user_fields"] = users.fields
     return out
+
+
+def _distinct_pairs(inter: Interactions) -> int:
+    return int(len(np.unique(inter.user.astype(np.int64) * inter.n_items + inter.item)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException
 from pydantic import BaseModel, ConfigDict
 
 from lmrec.data.dataset import Dataset
@@ -14,6 +16,7 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable, template_over
 from lmrec.data.readers._io import decode, read_bytes, require_file
 from lmrec.errors import DataError
+from lmrec.progress import logger
 
 
 class ColumnMap(BaseModel):
@@ -39,34 +42,64 @@ class ItemColumns(BaseModel):
     title: str | None = None
 
 
-def read_frame(path: Path, sep: str | None = None) -> pd.DataFrame:
-    """Any of .csv/.tsv/.txt (delimited), .parquet, .jsonl/.json (one object per line), as strings where textual."""
-    path = require_file(Path(path))
+ENCODING_HINT = "save the file as {encoding}, or set 'encoding:' in the dataset's lmrec.yaml"
+# Unix times beyond this (the year 3000) are not times: a typo, or a unit lmrec does not know
+MAX_UNIX_SECONDS = 32_503_680_000
+MS_THRESHOLD = 10_000_000_000  # unix seconds reach this in the year 2286; milliseconds passed it in 1970
+
+
+def _kind(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    kind = suffixes[-1] if suffixes else ""
+    return suffixes[-1] if suffixes else ""
+
+
+def where(path: Path, row: int) -> str:
+    """``row`` (0-based data row) as a person finds it: the line in a text file (the header is line 1 of a
+    delimited file), the row number in a Parquet file."""
+    kind = _kind(path)
+    if kind in (".csv", ".tsv", ".txt", ".dat"):
+        return f"{path}:{row + 2} (data row {row + 1})"
+    if kind in (".jsonl", ".json", ".ndjson"):
+        return f"{path}:{row + 1}"
+    return f"{path}: row {row + 1}"
+
+
+def read_frame(path: Path, sep: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+    """Any of .csv/.tsv/.txt (delimited), .parquet, .jsonl/.json (one object per line), as strings where textual.
+    A byte-order mark before the first column's name is dropped."""
+    path = require_file(Path(path))
+    kind = _kind(path)
+    hint = ENCODING_HINT.format(encoding=encoding)
     try:
         if kind == ".parquet":
-            return pd.read_parquet(path)
-        if kind in (".jsonl", ".json", ".ndjson"):
-            decode(path, read_bytes(path), "utf-8")  # names the line of a bad byte
-            return pd.read_json(path, lines=True, dtype=False)
-        if kind in (".csv", ".tsv", ".txt", ".dat"):
-            decode(path, read_bytes(path), "utf-8")
+            frame = pd.read_parquet(path)
+        elif kind in (".jsonl", ".json", ".ndjson"):
+            text = decode(path, read_bytes(path), encoding, hint)  # names the line of a bad byte
+            if not text.strip():
+                raise DataError(f"{path}: the file is empty")
+            frame = pd.read_json(io.StringIO(text.lstrip("\ufeff")), lines=True, dtype=False)
+        elif kind in (".csv", ".tsv", ".txt", ".dat"):
+            text = decode(path, read_bytes(path), encoding, hint)
+            if not text.strip():
+                raise DataError(f"{path}: the file is empty (it needs a header line and data rows)")
             delim = sep or ("\t" if kind == ".tsv" else None)
-            return pd.read_csv(path, sep=delim, engine="python" if delim is None else "c", dtype=str,
-                               keep_default_na=False)
+            frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), sep=delim,
+                                engine="python" if delim is None else "c", dtype=str, keep_default_na=False)
+        else:
+            raise DataError(f"{path}: unknown file type {kind!r}; use .csv, .tsv, .parquet or .jsonl")
     except DataError:
         raise
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot be parsed ({' '.join(str(exc).split())[:200]})") from None
-    raise DataError(f"{path}: unknown file type {kind!r}; use .csv, .tsv, .parquet or .jsonl")
+    except (ValueError, OSError, ArrowException) as exc:  # pandas' and pyarrow's parse errors
+        raise DataError(f"{path}: cannot be parsed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    frame.columns = [str(c).lstrip("\ufeff") for c in frame.columns]
+    return frame
 
 
 def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
     if name not in frame.columns:
         raise DataError(
             f"{path}: missing {role} column {name!r}; columns are {list(frame.columns)} "
-            f"(map it with --{role}-col or the dataset's lmrec.yaml)"
+            f"(map it in the dataset's lmrec.yaml)"
         )
     return frame[name]
 
@@ -76,7 +109,7 @@ def _numbers(col: pd.Series, path: Path, name: str) -> np.ndarray:
     bad = nums.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: row {row + 1}: column {name!r} must be a number, got {col.iloc[row]!r}")
+        raise DataError(f"{where(path, row)}: column {name!r} must be a number, got {col.iloc[row]!r}")
     return nums.to_numpy(dtype=np.float64)
 
 
@@ -85,37 +118,90 @@ def _times(col: pd.Series, fmt: str, path: Path, name: str) -> np.ndarray:
     numeric = pd.to_numeric(col, errors="coerce")
     if fmt in ("s", "ms") or (fmt == "auto" and numeric.notna().all()):
         secs = _numbers(col, path, name)
-        if fmt == "ms" or (fmt == "auto" and np.nanmax(secs) > 10_000_000_000):
+        if fmt == "auto":
+            small, large = secs < MS_THRESHOLD, secs >= MS_THRESHOLD
+            if small.any() and large.any():  # seconds rows would land in 1970 after dividing by 1000
+                s_row, ms_row = int(np.flatnonzero(small)[0]), int(np.flatnonzero(large)[0])
+                raise DataError(
+                    f"{path}: column {name!r} mixes unix seconds and milliseconds ({where(path, s_row)}: "
+                    f"{col.iloc[s_row]!r}; {where(path, ms_row)}: {col.iloc[ms_row]!r}); convert it to one unit, "
+                    f"or set columns.time_format to s or ms in the dataset's lmrec.yaml")
+        in_ms = fmt == "ms" or (fmt == "auto" and np.nanmax(secs) >= MS_THRESHOLD)
+        if in_ms:
             secs = secs / 1000.0
+        out_of_range = np.abs(secs) > MAX_UNIX_SECONDS
+        if out_of_range.any():
+            row = int(np.flatnonzero(out_of_range)[0])
+            raise DataError(f"{where(path, row)}: column {name!r} holds {col.iloc[row]!r}, which is not a unix time "
+                            f"in {'milliseconds' if in_ms else 'seconds'} before the year 3000")
         return secs.astype(np.int64)
     parsed = pd.to_datetime(col, errors="coerce", utc=True)
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: row {row + 1}: column {name!r} is not a time: {col.iloc[row]!r}")
+        raise DataError(f"{where(path, row)}: column {name!r} is not a time: {col.iloc[row]!r}")
     return (parsed.astype("datetime64[ns, UTC]").astype("int64") // 10**9).to_numpy()
+
+
+def _ids(col: pd.Series, path: Path, role: str) -> pd.Series:
+    """Ids as strings; an empty or missing id is an error naming its row (it used to become the id "")."""
+    values = col.astype(str).str.strip()
+    empty = (col.isna() | values.isin(["", "nan", "None", "NaN"])).to_numpy()
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        raise DataError(f"{where(path, int(rows[0]))}: empty {role} id ({len(rows)} row(s) have none); "
+                        "fill them in or drop those rows")
+    return values
+
+
+def _normal_form(ids: np.ndarray) -> np.ndarray:
+    """An id's spelling without the differences that often sneak in between two files: leading zeros, a
+    trailing ".0" from a float column, surrounding spaces."""
+    s = pd.Series(ids, dtype=str).str.strip().str.replace(r"\.0+$", "", regex=True).str.lstrip("0")
+    return s.where(s != "", "0").to_numpy()
+
+
+def _check_item_ids_match(item_ids: np.ndarray, item_file_ids: np.ndarray, path: Path, ipath: Path) -> None:
+    """Stop when the two files spell the same items differently (``3`` vs ``003``, ``2`` vs ``2.0``): the
+    items would silently get no text. Warn when few interaction items have a row in the item file."""
+    used = np.unique(item_ids)
+    known = np.isin(used, item_file_ids)
+    if known.all():
+        return
+    if np.isin(_normal_form(used[~known]), _normal_form(item_file_ids)).any():
+        example = used[~known][np.isin(_normal_form(used[~known]), _normal_form(item_file_ids))][0]
+        match = item_file_ids[_normal_form(item_file_ids) == _normal_form(np.array([example]))[0]][0]
+        raise DataError(f"{path} and {ipath} spell item ids differently (e.g. {str(example)!r} vs {str(match)!r}): "
+                        f"{int((~known).sum())} of {len(used)} items would get no text; write the ids the same way "
+                        "in both files")
+    share = known.mean()
+    if share < 0.5:
+        logger.warning("%s: only %.0f%% of the %d items in %s have a row there; the rest get no text",
+                       ipath, 100 * share, len(used), path.name)
 
 
 def read_generic(
     interactions_path: Path, columns: ColumnMap | None = None, items_path: Path | None = None,
     item_columns: ItemColumns | None = None, name: str | None = None, sep: str | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
     """Interactions from any tabular file plus optional item text; rows keep their order for ties."""
     columns = columns or ColumnMap()
     item_columns = item_columns or ItemColumns()
     path = Path(interactions_path)
-    frame = read_frame(path, sep)
+    frame = read_frame(path, sep, encoding)
     if frame.empty:
         raise DataError(f"{path}: the file has no data rows")
-    user_col = _column(frame, columns.user, path, "user").astype(str)
-    item_col = _column(frame, columns.item, path, "item").astype(str)
+    user_col = _ids(_column(frame, columns.user, path, "user"), path, "user")
+    item_col = _ids(_column(frame, columns.item, path, "item"), path, "item")
     table = None
     files = [path]
     if items_path is not None:
         ipath = Path(items_path)
         files.append(ipath)
-        iframe = read_frame(ipath, sep)
-        ids = _column(iframe, item_columns.id, ipath, "item id").astype(str)
+        iframe = read_frame(ipath, sep, encoding)
+        ids = _ids(_column(iframe, item_columns.id, ipath, "item id"), ipath, "item")
+        _check_item_ids_match(item_col.to_numpy(dtype=str), ids.to_numpy(dtype=str), path, ipath)
         text_cols = item_columns.text or [c for c in iframe.columns if c != item_columns.id]
         for c in text_cols:
             _column(iframe, c, ipath, "text")
