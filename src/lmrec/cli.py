@@ -12,6 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+# typer carries its own copy of click (typer._click) from 0.2x on; its usage errors are caught in main()
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
 from lmrec import __version__, pipeline
 from lmrec.config import parse_options, parse_sets, validate
 from lmrec.data import PrepareConfig, Prepared
@@ -34,15 +37,19 @@ DataDir = typer.Option(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what lmrec is doing."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),  # eager: works without a command
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
 
 
 @datasets_app.command("list")
@@ -415,20 +422,37 @@ def _with_flag(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the app and return its exit code; a user-caused error prints one line on stderr, exit code 2."""
+    """Run the app and return its exit code; a user-caused error (a bad option included) prints one line on
+    stderr and exits 2, never a traceback."""
+    command = typer.main.get_command(app)
     try:
-        app(args=argv, prog_name="lmrec")  # standalone mode: handles --help, usage errors, Ctrl-C
+        # not standalone: usage errors come back here to be printed as one line, like every other error
+        command.main(args=sys.argv[1:] if argv is None else argv, prog_name="lmrec", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a group without its command: show what it offers
+        out.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
+        return 2
+    except UsageError as exc:  # a bad option or argument: one line, and where the help is
+        path = exc.ctx.command_path if exc.ctx else "lmrec"
+        _error(f"{one_line(exc.format_message())} (see: {path} --help)")
+        return 2
     except LmrecError as exc:
-        err.print(f"[red]error:[/] {escape(_with_flag(one_line(str(exc))))}", highlight=False, soft_wrap=True)
+        _error(_with_flag(one_line(str(exc))))
         return 2
-    except OSError as exc:  # a read-only or full disk, a folder that vanished: say which file, no traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        err.print(f"[red]error:[/] {escape(where + (exc.strerror or one_line(str(exc))))}", highlight=False,
-                  soft_wrap=True)
+    except OSError as exc:  # a read-only or full disk, a folder that vanished: say which file
+        _error((f"{exc.filename}: " if exc.filename else "") + (exc.strerror or one_line(str(exc))))
         return 2
+    except typer.Abort:  # Ctrl-C
+        _error("interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def _error(message: str) -> None:
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def run() -> None:
