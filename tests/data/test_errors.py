@@ -64,7 +64,8 @@ def test_wrong_encoding_names_line_and_byte(tmp_path):
 def test_missing_column_lists_the_columns(tmp_path):
     path = tmp_path / "logs.csv"
     path.write_text("user,item\na,x\n")
-    with pytest.raises(DataError, match=r"logs.csv: missing time column 'when'; columns are \['user', 'item'\]"):
+    with pytest.raises(DataError, match=r"logs.csv: missing time column 'when'; columns are \['user', 'item'\] "
+                                        r"\(map it in the dataset's lmrec.yaml\)"):
         read_generic(path, ColumnMap(user="user", item="item", time="when"))
 
 
@@ -196,6 +197,20 @@ def test_a_corrupt_prepared_dataset_in_the_cache_is_rebuilt(tmp_path, monkeypatc
     events.write_bytes(events.read_bytes()[:30])  # used to fail every run with ArrowInvalid until --force
     again = prepare(PrepareConfig(dataset="movielens-100k", split="loo"))
     assert again.split.train.equals(first.split.train)
+
+
+def test_an_unwritable_cache_and_no_models_are_one_line(tmp_path, capsys, monkeypatch):
+    from lmrec.cli import main
+
+    fixtures.write_ml100k(tmp_path / "data" / "movielens-100k")
+    code = main(["bench", "--dataset", "movielens-100k", "--models", "", "--data-dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and "models: name at least one model (set with --models)" in err
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("LMREC_CACHE", str(tmp_path / "cache"))
+    code = main(["datasets", "prepare", "movielens-100k", "--data-dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cache" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_runs_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):

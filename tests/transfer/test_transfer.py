@@ -181,6 +181,14 @@ def test_bad_inputs_get_clear_errors(base, home, tmp_path):
         transfer(stale, "gamma", "adapter", data_dir=home)
     with pytest.raises(ArtifactError, match="not a pretrained artifact"):
         transfer(tmp_path, "gamma", "adapter", data_dir=home)
+    # a truncated weights file or a damaged description is one line naming the file, not a library traceback
+    weights = stale / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match=r"weights.safetensors: unreadable"):
+        transfer(stale, "gamma", "adapter", data_dir=home)
+    (stale / "artifact.json").write_text("{broken")
+    with pytest.raises(ArtifactError, match=r"artifact.json: not a valid artifact description"):
+        transfer(stale, "gamma", "adapter", data_dir=home)
 
 
 def test_fraction_keeps_whole_users():
