@@ -131,3 +131,20 @@ def test_save_never_replaces_a_folder_that_is_not_a_saved_model(saved, tmp_path)
     assert (other / "holiday.jpg").is_file()
     create("pop").fit(split.train).save(saved)  # a saved model is replaced as a whole
     assert load_model(saved).name == "pop"
+
+
+def test_a_save_killed_halfway_leaves_the_previous_model_intact(saved, monkeypatch):
+    from lmrec.models import base
+    from tests.models.test_recommenders import planted
+
+    split, _ = planted()
+    before = load_model(saved).config
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        create("pop").fit(split.train).save(saved)
+    assert load_model(saved).config == before  # still the complete earlier model, no half-written one
+    assert [p.name for p in saved.parent.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
