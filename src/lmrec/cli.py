@@ -274,6 +274,22 @@ def encode(
     out.print(f"cache: {info['cache']}")
 
 
+@app.command()
+def serve(
+    bundle: Path = typer.Argument(..., help="Bundle folder written by `lmrec train` or `lmrec bench --save`."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    store: Optional[Path] = typer.Option(None, help="SQLite event store (default: BUNDLE.events.sqlite beside "
+                                         "the bundle folder)."),
+    api_key_file: Optional[Path] = typer.Option(None, help="File whose first line is the API key for writes "
+                                                "(default: $LMREC_API_KEY; without one, writes are refused)."),
+    keyed_reads: bool = typer.Option(False, "--keyed-reads", help="Require the API key for reads too."),
+) -> None:
+    """Serve a bundle over HTTP: recommendations by user, session or item, and a feedback loop
+    (POST /events) that changes the next answer. API docs at /docs, schema at /openapi.json."""
+    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads)
+
+
 @app.command("export-encoder")
 def export_encoder(
     model: Path = typer.Argument(..., help="Saved twotower model folder (model.json) or a bundle holding one."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
-           "pretrain", "recommend_from_bundle", "recommend_from_text", "train", "transfer", "transfer_grid"]
+           "pretrain", "recommend_from_bundle", "recommend_from_text", "serve", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -250,6 +251,25 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
     raw = items.raws(ids[0])
     return [Recommendation(str(r), str(titles[i]), float(s)) for r, i, s in zip(raw, ids[0], scores[0])
             if np.isfinite(s)]
+
+
+def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,
+          api_key_file: str | Path | None = None, keyed_reads: bool = False) -> None:
+    """Serve a bundle over HTTP until interrupted (``lmrec.serve``); the API key comes from
+    ``api_key_file`` or ``LMREC_API_KEY``."""
+    try:  # FastAPI and uvicorn are the optional 'serve' extra: import them only when serving
+        import uvicorn
+
+        from lmrec.serve.app import api_key_from, create_app
+    except ImportError as exc:
+        raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): pip install 'lmrec[serve]'") from None
+    key = api_key_from(os.environ.get("LMREC_API_KEY"), api_key_file)
+    if keyed_reads and key is None:
+        raise ConfigError("keyed_reads needs an API key: set LMREC_API_KEY or pass an API key file")
+    app = create_app(bundle, store, key, keyed_reads)
+    report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.model.name, host, port,
+           "need the API key" if key else "are disabled (no API key set)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def export_encoder(model_dir: str | Path, out: str | Path, side: Literal["item", "query"] = "item") -> Path:

@@ -1,0 +1,184 @@
+"""The HTTP service (FastAPI): a bundle served in real time, with a feedback loop through the event store.
+
+Reads: ``GET /health``, ``GET /ready``, ``POST /recommend``, ``GET /users/{id}``, ``GET /items/{id}``,
+``GET /items/{id}/similar``. Writes: ``POST /events`` (committed before the answer). Writes need the API key
+in ``X-API-Key`` (compared in constant time, never logged); with no key configured, writes are refused.
+Every request body is validated (unknown fields, types, ranges, sizes): a bad request is a 4xx with a
+message, never a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from lmrec import __version__
+from lmrec.bundle import Bundle
+from lmrec.errors import ArtifactError, ConfigError, DataError, LmrecError
+from lmrec.serve.state import EVENT_TYPES, NotFound, ServiceState
+from lmrec.serve.store import Event, EventStore
+
+logger = logging.getLogger("lmrec.serve")
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: a thousand events fit many times over
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendRequest(Strict):
+    user_id: Id | None = Field(None, description="a known user (raw id): their whole history is the input")
+    history: list[Id] | None = Field(None, max_length=1000, description="raw item ids of a session, oldest first")
+    k: int = Field(10, ge=1, le=1000)
+    exclude_seen: bool = Field(True, description="leave out the items of the history")
+    filters: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] \
+        | None = Field(None, max_length=8, description="only items whose field equals the value")
+
+
+class RecommendedItem(BaseModel):
+    id: str
+    title: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    items: list[RecommendedItem]
+    model: str
+    known_user: bool
+
+
+class EventIn(Strict):
+    user: Id
+    item: Id
+    type: Literal[EVENT_TYPES] = "view"  # type: ignore[valid-type]
+    value: float | None = Field(None, allow_inf_nan=False)
+    time: int | None = Field(None, ge=0, le=32_503_680_000, description="unix seconds (default: now)")
+    id: Id | None = Field(None, description="the client's id for this event: a retry is stored once")
+
+
+class EventsRequest(Strict):
+    events: list[EventIn] = Field(..., min_length=1, max_length=1000)
+
+
+class EventsResponse(BaseModel):
+    stored: int
+    last_seq: int
+
+
+class UserResponse(BaseModel):
+    id: str
+    known_in_training: bool
+    history: list[RecommendedItem]
+
+
+def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api_key: str | None = None,
+               keyed_reads: bool = False) -> FastAPI:
+    """The service for one bundle; events go to ``store_path`` (default: ``events.sqlite`` beside the
+    bundle folder, never inside it: the bundle stays as trained)."""
+    bundle_dir = Path(bundle_dir)
+    store = EventStore(store_path or bundle_dir.with_name(bundle_dir.name + ".events.sqlite"))
+    state = ServiceState(Bundle.load(bundle_dir), store)
+    app = FastAPI(title="lmrec", version=__version__,
+                  description=f"Recommendations from the {state.model.name!r} model of bundle {bundle_dir.name}.")
+
+    def need_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if api_key is None:
+            raise _Refused(403, "writes are disabled: start the service with LMREC_API_KEY set (or --api-key-file)")
+        if x_api_key is None:
+            raise _Refused(401, "this endpoint needs the API key in the X-API-Key header")
+        if not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
+            raise _Refused(403, "wrong API key")
+
+    reads = [Depends(need_key)] if keyed_reads else []
+
+    @app.exception_handler(_Refused)
+    async def _refused(request: Request, exc: _Refused) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(LmrecError)
+    async def _user_error(request: Request, exc: LmrecError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, (ConfigError, DataError)) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Any) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        if request.method in ("POST", "PUT", "PATCH") and size is None:  # chunked: its size is unknown up front
+            return JSONResponse({"detail": "send the body with a Content-Length header"}, status_code=411)
+        return await call_next(request)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> dict[str, Any]:
+        """The model is loaded and the event store is open."""
+        return {"status": "ready", "model": state.model.name, "items": state.n_items, "events": store.count()}
+
+    @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
+    def recommend(body: RecommendRequest) -> RecommendResponse:
+        """Top k items for a user, a session (history), or both."""
+        found = state.recommend(body.user_id, body.history, body.k, body.exclude_seen, filters=body.filters)
+        return RecommendResponse(items=[RecommendedItem(**r.__dict__) for r in found], model=state.model.name,
+                                 known_user=body.user_id is not None and state.knows_user(body.user_id))
+
+    @app.post("/events", response_model=EventsResponse, dependencies=[Depends(need_key)])
+    def events(body: EventsRequest) -> EventsResponse:
+        """Store feedback (committed before this answer); the users' next recommendations reflect it."""
+        stored = state.add_events([Event(e.user, e.item, e.type, e.value, e.time, e.id) for e in body.events])
+        return EventsResponse(stored=len(stored), last_seq=max(s.seq for s in stored))
+
+    @app.get("/users/{user_id}", response_model=UserResponse, dependencies=reads)
+    def user(user_id: Id, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> UserResponse:
+        """The user's recent history, most recent first."""
+        if not state.knows_user(user_id):
+            raise NotFound(f"unknown user {user_id!r}: send their events to POST /events first")
+        recent = state.history(user_id)[::-1][:limit]
+        return UserResponse(id=user_id, known_in_training=user_id in state.users,
+                            history=[RecommendedItem(id=str(state.items.raw(int(i))), title=str(state.titles[i]),
+                                                     score=0.0) for i in recent])
+
+    @app.get("/items/{item_id}", dependencies=reads)
+    def item(item_id: Id) -> dict[str, Any]:
+        """An item's title and text fields."""
+        return state.item(item_id)
+
+    @app.get("/items/{item_id}/similar", response_model=RecommendResponse, dependencies=reads)
+    def similar(item_id: Id, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> RecommendResponse:
+        """What the model recommends to someone whose history is this one item."""
+        found = state.similar(item_id, k)
+        return RecommendResponse(items=[RecommendedItem(**r.__dict__) for r in found], model=state.model.name,
+                                 known_user=False)
+
+    app.state.lmrec = state
+    return app
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str):
+        self.status, self.detail = status, detail
+
+
+def api_key_from(env_value: str | None, key_file: str | Path | None) -> str | None:
+    """The API key: from ``--api-key-file`` (first line) or ``LMREC_API_KEY``; None when neither is set."""
+    if key_file is not None:
+        try:
+            key = Path(key_file).read_text().strip().splitlines()[0].strip()
+        except (OSError, IndexError):
+            raise ArtifactError(f"{key_file}: cannot read an API key from it (one line, the key)") from None
+        if len(key) < 16:
+            raise ConfigError(f"{key_file}: the API key is too short (use at least 16 characters)")
+        return key
+    return env_value or None

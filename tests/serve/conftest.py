@@ -1,0 +1,40 @@
+"""A small catalogue with a planted pattern (even users take even items, odd users odd ones), as a user
+dataset in a data home, and bundles trained on it."""
+
+import numpy as np
+import pytest
+
+from lmrec import pipeline
+from lmrec.data import PrepareConfig
+
+N_USERS, N_ITEMS, PER_USER = 24, 16, 6
+
+
+def write_parity_dataset(home):
+    folder = home / "parity"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["user,item,t"]
+    for u in range(N_USERS):
+        own = np.arange(u % 2, N_ITEMS, 2)
+        rows += [f"u{u},i{i},{1000 + 10 * n}" for n, i in enumerate(rng.choice(own, PER_USER, replace=False))]
+    (folder / "logs.csv").write_text("\n".join(rows) + "\n")
+    words = ["even", "odd"]
+    items = ["item,name,kind"] + [f"i{i},gadget {words[i % 2]} model {i},{words[i % 2]}" for i in range(N_ITEMS)]
+    (folder / "items.csv").write_text("\n".join(items) + "\n")
+    (folder / "lmrec.yaml").write_text("interactions: logs.csv\nitems: items.csv\n"
+                                       "columns: {user: user, item: item, time: t}\n"
+                                       "item_columns: {id: item, text: [name, kind]}\n")
+    return home
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory):
+    """``{"itemknn": path, "sasrec": path}`` trained on the parity data (leave-one-out)."""
+    root = tmp_path_factory.mktemp("serve")
+    home = write_parity_dataset(root / "home")
+    config = PrepareConfig(dataset="parity", split="loo")
+    out = {}
+    for name, params in (("itemknn", {}), ("sasrec", {"epochs": 3, "dim": 16, "layers": 1, "max_len": 8})):
+        out[name] = pipeline.train(config, name, params, root / name, data_dir=home).path
+    return out
