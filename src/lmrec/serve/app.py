@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from lmrec import __version__
 from lmrec.bundle import Bundle
@@ -35,8 +36,13 @@ class Strict(BaseModel):
 
 
 class RecommendRequest(Strict):
-    user_id: Id | None = Field(None, description="a known user (raw id): their whole history is the input")
-    history: list[Id] | None = Field(None, max_length=1000, description="raw item ids of a session, oldest first")
+    # the schema says it too: a user, a history, or both
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [{"required": ["user_id"]},
+                                                                           {"required": ["history"]}]})
+    # SkipJsonSchema[None]: omit the key rather than send null (the schema has no null, so its anyOf holds)
+    user_id: Id | SkipJsonSchema[None] = Field(None, description="a known user (raw id): their whole history is the input")
+    history: list[Id] | SkipJsonSchema[None] = Field(None, max_length=1000,
+                                                     description="raw item ids of a session, oldest first")
     k: int = Field(10, ge=1, le=1000)
     exclude_seen: bool = Field(True, description="leave out the items of the history")
     filters: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] \
@@ -73,6 +79,23 @@ class EventsResponse(BaseModel):
     last_seq: int
 
 
+class ErrorResponse(BaseModel):
+    """Every error: a message that says what to fix (a list of field problems for request validation)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# Documented on every operation: the schema lists every status the service may answer with.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "the API key is needed and missing"},
+    403: {"model": ErrorResponse, "description": "wrong API key, or writes are disabled"},
+    404: {"model": ErrorResponse, "description": "unknown user or item id"},
+    411: {"model": ErrorResponse, "description": "a body without Content-Length"},
+    413: {"model": ErrorResponse, "description": "a body over 1 MiB"},
+    422: {"model": ErrorResponse, "description": "the request is not valid (the message says how)"},
+}
+
+
 class UserResponse(BaseModel):
     id: str
     known_in_training: bool
@@ -86,7 +109,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     bundle_dir = Path(bundle_dir)
     store = EventStore(store_path or bundle_dir.with_name(bundle_dir.name + ".events.sqlite"))
     state = ServiceState(Bundle.load(bundle_dir), store)
-    app = FastAPI(title="lmrec", version=__version__,
+    app = FastAPI(title="lmrec", version=__version__, responses=ERRORS,
                   description=f"Recommendations from the {state.model.name!r} model of bundle {bundle_dir.name}.")
 
     def need_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
