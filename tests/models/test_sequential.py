@@ -171,3 +171,19 @@ def test_lm_prior_weight_follows_whether_text_similarity_predicts_the_next_item(
     model.fit(inter, table)
     scale, start = model.net_.prior.scale.item(), 1 / model.config.temperature
     assert (scale > start * 1.05) if pattern == "same-kind" else (scale < start * 0.95), scale
+
+
+def test_a_finished_model_keeps_its_item_table_between_scores():
+    inter = successor_data()
+    items = ItemTable(inter.items, {"title": [f"thing {i}" for i in range(N_ITEMS)]})
+    model = create("textseq", **SMALL, epochs=2, encoder="hash").fit(inter, items)
+    q = Queries.from_interactions(inter)
+    calls = []
+    table = model.net_.item_table
+    model.net_.item_table = lambda *a: calls.append(1) or table(*a)
+    first = model.score(q)
+    np.testing.assert_array_equal(model.score(q), first)
+    assert calls == [1]  # computed once, at the first score after fit
+    model.to("cpu")
+    model.score(q)
+    assert calls == [1, 1]  # moving the network drops the kept table

@@ -121,6 +121,7 @@ def domain_model(net: TextSeqNet, domain: Domain, config: TextSeqRecConfig) -> T
     view = TextSeqNet(domain.vectors, counts > 0, model.config)
     view.adaptor, view.encoder, view.prior = net.adaptor, net.encoder, net.prior
     model.net_ = view
+    model.live_weights = True  # its weights change under it: never keep its item table
     model.inputs_ = {"lm": domain.vectors, "has_text": np.abs(domain.vectors).sum(1) > 0}
     model.popularity_ = counts.astype(np.float32)
     model.n_users_, model.n_items_, model.fit_key_ = train.n_users, train.n_items, events_key(train)
