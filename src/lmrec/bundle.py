@@ -21,15 +21,21 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import yaml
 
 from lmrec import __version__
-from lmrec.data.interactions import events_key
+from lmrec.data.idmap import IdMap
+from lmrec.data.interactions import Sequences, events_key
 from lmrec.data.prepared import Prepared
+from lmrec.data.queries import Queries
 from lmrec.errors import ArtifactError, ConfigError
+from lmrec.eval import recommend
 from lmrec.fsutil import atomic_dir, folder_checksums, read_description, verify_checksums
 from lmrec.models.base import Model
 from lmrec.registry import load_model
@@ -39,6 +45,15 @@ FORMAT = 1
 BUNDLE_JSON = "bundle.json"
 MODEL_DIR, DATA_DIR = "model", "data"
 METRICS_JSON, CONFIG_YAML = "metrics.json", "config.yaml"
+
+
+@dataclass
+class Recommendation:
+    """One recommended item: raw id, display title, score."""
+
+    item: str
+    title: str
+    score: float
 
 
 @dataclass
@@ -73,6 +88,46 @@ class Bundle:
         except (OSError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path / METRICS_JSON}: unreadable ({exc})") from None
         return cls(path, model, prepared, meta, metrics)
+
+    # --- answering from the bundle (lmrec recommend --model, the service) ------------------------------------
+    @property
+    def users(self) -> IdMap:
+        return self.prepared.split.train.users
+
+    @property
+    def items(self) -> IdMap:
+        return self.prepared.split.train.items
+
+    @cached_property
+    def histories(self) -> Sequences:
+        """Each user's items in the bundle (every part of the split, likes only), in time order."""
+        return self.prepared.interactions.positives().sorted().sequences()
+
+    @cached_property
+    def titles(self) -> np.ndarray:
+        return self.prepared.items.titles()
+
+    def recommend(self, history: np.ndarray, k: int, user: int | None = None, blocked: np.ndarray | None = None,
+                  times: np.ndarray | None = None) -> list[Recommendation]:
+        """Top ``k`` for one user given ``history`` (item indices, oldest first; ``times`` theirs if known).
+        ``user``: the user's index when the bundle knows them (ID-based models use it), else a new user.
+        ``blocked``: bool ``[n_items]`` of items never to recommend (default: the history)."""
+        n_items = len(self.items)
+        history = np.asarray(history, dtype=np.int64)
+        seen = sp.csr_matrix((np.ones(len(history), dtype=np.float32), (np.zeros(len(history), dtype=np.int64), history)),
+                             shape=(1, n_items))
+        seen.data[:] = 1.0  # a repeated item counts once
+        queries = Queries(np.array([len(self.users) if user is None else user]), seen, [history],
+                          None if times is None else [np.asarray(times)], self.prepared.split.train.time_unit)
+        if blocked is None:
+            blocked = np.zeros(n_items, dtype=bool)
+            blocked[history] = True
+        cols = np.flatnonzero(blocked)
+        exclude = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
+                                shape=(1, n_items))
+        ids, scores = recommend(self.model, queries, k, exclude)
+        return [Recommendation(str(self.items.raw(int(i))), str(self.titles[i]), float(s))
+                for i, s in zip(ids[0], scores[0]) if np.isfinite(s)]
 
 
 def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict[str, Any],

@@ -10,16 +10,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from lmrec.bundle import Bundle, write_bundle
+from lmrec.bundle import Bundle, Recommendation, write_bundle
 from lmrec.data import PrepareConfig, Prepared, get_spec, list_datasets, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
-from lmrec.data.interactions import Interactions
-from lmrec.data.queries import Queries
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError, DatasetNotFound
-from lmrec.eval import EvalResult, Evaluator, recommend
+from lmrec.eval import EvalResult, Evaluator
 from lmrec.eval.report import category_vectors
 from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
@@ -102,14 +99,6 @@ def _check_ks(ks: tuple[int, ...]) -> None:
     if not ks or min(ks) < 1:
         raise ConfigError(f"ks: cut-offs must be positive integers, got {list(ks)}")
 
-
-@dataclass
-class Recommendation:
-    """One recommended item: raw id, display title, score."""
-
-    item: str
-    title: str
-    score: float
 
 
 
@@ -228,29 +217,24 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
     if (user is None) == (history is None):
         raise ConfigError("recommend: give either a user (raw id) or a history (raw item ids), not both")
     bundle = Bundle.load(path)
-    prepared = bundle.prepared
-    users, items = prepared.split.train.users, prepared.split.train.items
+    users, items = bundle.users, bundle.items
+    index, times = None, None
     if user is not None:
         if user not in users:
             raise DataError(f"user {user!r} is not in the bundle {path} (it knows {len(users):,} users); pass "
                             "their recent items as a history instead")
-        events = prepared.interactions.positives()
-        queries = Queries.from_interactions(events, np.array([users.index(user)]))
+        index = users.index(user)
+        seq = bundle.histories[index]
+        if bundle.histories.times is not None:
+            times = bundle.histories.times[bundle.histories.offsets[index]:bundle.histories.offsets[index + 1]]
     else:
         assert history is not None
         unknown = [h for h in history if h not in items]
         if unknown:
             raise DataError(f"item id(s) not in the bundle {path}: {', '.join(map(repr, unknown[:5]))}")
-        idx = np.array([items.index(h) for h in history], dtype=np.int64)
-        session = Interactions(np.full(len(idx), len(users), dtype=np.int64), idx, users.extend(["(session)"]), items,
-                               time=np.arange(len(idx), dtype=np.int64))
-        queries = Queries.from_interactions(session, np.array([len(users)]))
-    keep_all = sp.csr_matrix(queries.history.shape, dtype=np.float32)  # nothing excluded
-    ids, scores = recommend(bundle.model, queries, k, None if exclude_seen else keep_all)
-    titles = prepared.items.titles()
-    raw = items.raws(ids[0])
-    return [Recommendation(str(r), str(titles[i]), float(s)) for r, i, s in zip(raw, ids[0], scores[0])
-            if np.isfinite(s)]
+        seq = np.array([items.index(h) for h in history], dtype=np.int64)
+    blocked = None if exclude_seen else np.zeros(len(items), dtype=bool)
+    return bundle.recommend(seq, k, index, blocked, times)
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,

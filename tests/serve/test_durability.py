@@ -86,7 +86,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(bundles, tmp_path):
             mine = [item for u, item, _ in acked if u == user]
             assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
             answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
-            assert [(r["id"], r["score"]) for r in answer] == [(r.id, r.score) for r in fresh.recommend(user, k=5)]
+            assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -154,7 +154,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     def recommend(body: RecommendRequest) -> RecommendResponse:
         """Top k items for a user, a session (history), or both."""
         found = state.recommend(body.user_id, body.history, body.k, body.exclude_seen, filters=body.filters)
-        return RecommendResponse(items=[RecommendedItem(**r.__dict__) for r in found], model=state.model.name,
+        return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found], model=state.model.name,
                                  known_user=body.user_id is not None and state.knows_user(body.user_id))
 
     @app.post("/events", response_model=EventsResponse, dependencies=[Depends(need_key)])
@@ -182,7 +182,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     def similar(item_id: Id, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> RecommendResponse:
         """What the model recommends to someone whose history is this one item."""
         found = state.similar(item_id, k)
-        return RecommendResponse(items=[RecommendedItem(**r.__dict__) for r in found], model=state.model.name,
+        return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found], model=state.model.name,
                                  known_user=False)
 
     app.state.lmrec = state

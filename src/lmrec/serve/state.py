@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from lmrec.bundle import Bundle
-from lmrec.data.queries import Queries
+from lmrec.bundle import Bundle, Recommendation
 from lmrec.errors import ConfigError, LmrecError
-from lmrec.eval import recommend
 from lmrec.serve.store import Event, EventStore, StoredEvent
 
 EVENT_TYPES = ("view", "click", "cart", "purchase", "like", "rating", "dislike")
@@ -31,26 +27,14 @@ class NotFound(LmrecError):
     """An id the service does not know; the message says what to do instead."""
 
 
-@dataclass
-class Recommended:
-    id: str
-    title: str
-    score: float
-
-
 class ServiceState:
     """Thread-safe: events are appended under a lock; answers read a consistent copy of a history."""
 
     def __init__(self, bundle: Bundle, store: EventStore):
         self.bundle, self.store, self.model = bundle, store, bundle.model
-        prepared = bundle.prepared
-        self.items = prepared.split.train.items
-        self.users = prepared.split.train.users
+        self.items, self.users, self.titles = bundle.items, bundle.users, bundle.titles
         self.n_items = len(self.items)
-        self.titles = prepared.items.titles()
-        self.item_table = prepared.items
-        events = prepared.interactions.positives().sorted()  # time order
-        self._base = events.sequences()
+        self.item_table = bundle.prepared.items
         self._extra: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self.last_seq = 0
@@ -65,7 +49,7 @@ class ServiceState:
                 raise ConfigError(f"event type {e.type!r} is not one of {', '.join(EVENT_TYPES)}")
             self.item_index(e.item)
         stored = self.store.append(events)
-        self._apply([s for s in stored if s.seq > self.last_seq])
+        self._apply(stored)
         return stored
 
     def _apply(self, stored: Sequence[StoredEvent]) -> None:
@@ -89,7 +73,7 @@ class ServiceState:
 
     def history(self, user: str) -> np.ndarray:
         """Item indices of the user's history, oldest first."""
-        base = self._base[self.users.index(user)] if user in self.users else np.zeros(0, dtype=np.int64)
+        base = self.bundle.histories[self.users.index(user)] if user in self.users else np.zeros(0, dtype=np.int64)
         with self._lock:
             extra = list(self._extra.get(user, ()))
         return np.concatenate([base, np.asarray(extra, dtype=np.int64)])
@@ -102,7 +86,7 @@ class ServiceState:
     # --- answers --------------------------------------------------------------------------------------------
     def recommend(self, user: str | None = None, history: Sequence[str] | None = None, k: int = 10,
                   exclude_seen: bool = True, exclude: Sequence[int] = (),
-                  filters: dict[str, str] | None = None) -> list[Recommended]:
+                  filters: dict[str, str] | None = None) -> list[Recommendation]:
         """Top ``k`` for a known user (their whole history), an anonymous session (``history`` raw ids, oldest
         first), or both (the session follows the user's history)."""
         if user is None and history is None:
@@ -115,11 +99,7 @@ class ServiceState:
             seq = self.history(user)
         if history:
             seq = np.concatenate([seq, np.array([self.item_index(h) for h in history], dtype=np.int64)])
-        index = self.users.index(user) if user is not None and user in self.users else len(self.users)
-        row = np.zeros(len(seq), dtype=np.int64)
-        seen = sp.csr_matrix((np.ones(len(seq), dtype=np.float32), (row, seq)), shape=(1, self.n_items))
-        seen.data[:] = 1.0
-        queries = Queries(np.array([index]), seen, [seq])
+        index = self.users.index(user) if user is not None and user in self.users else None
         blocked = np.zeros(self.n_items, dtype=bool)
         if exclude_seen:
             blocked[seq] = True
@@ -128,13 +108,8 @@ class ServiceState:
             if field not in self.item_table:
                 raise ConfigError(f"filters: unknown item field {field!r}; fields are {self.item_table.fields}")
             blocked |= self.item_table[field] != value
-        cols = np.flatnonzero(blocked)
-        excluded = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
-                                 shape=(1, self.n_items))
-        ids, scores = recommend(self.model, queries, k, excluded)
-        return [Recommended(str(self.items.raw(int(i))), str(self.titles[i]), float(s))
-                for i, s in zip(ids[0], scores[0]) if np.isfinite(s)]
+        return self.bundle.recommend(seq, k, index, blocked)
 
-    def similar(self, item: str, k: int = 10) -> list[Recommended]:
+    def similar(self, item: str, k: int = 10) -> list[Recommendation]:
         """What the model recommends to someone whose whole history is ``item`` (any model can answer)."""
         return self.recommend(history=[item], k=k, exclude=[self.item_index(item)])
