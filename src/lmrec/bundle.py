@@ -32,6 +32,7 @@ import yaml
 from lmrec import __version__
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Sequences, events_key
+from lmrec.data.items import ItemTable
 from lmrec.data.prepared import Prepared
 from lmrec.data.queries import Queries
 from lmrec.errors import ArtifactError, ConfigError
@@ -96,7 +97,13 @@ class Bundle:
 
     @property
     def items(self) -> IdMap:
-        return self.prepared.split.train.items
+        """The catalogue's ids: the bundle's items, then any added since it was loaded (``add_items``)."""
+        return self.catalogue.ids
+
+    @cached_property
+    def catalogue(self) -> ItemTable:
+        """Every item's fields (the bundle's, then any added since it was loaded)."""
+        return self.prepared.items
 
     @cached_property
     def histories(self) -> Sequences:
@@ -105,13 +112,41 @@ class Bundle:
 
     @cached_property
     def titles(self) -> np.ndarray:
-        return self.prepared.items.titles()
+        return self.catalogue.titles()
+
+    def new_items(self, ids: list[str], fields: list[dict[str, str]]) -> np.ndarray:
+        """Vectors for items not in the catalogue yet, after checking their ids and fields and that the model
+        can rank them from their text; changes nothing (``add_items`` does)."""
+        table, new = self._appended(ids, fields)
+        return self.model.encode_new_items(table, new)
+
+    def add_items(self, ids: list[str], fields: list[dict[str, str]], vectors: np.ndarray | None = None) -> None:
+        """Add items to the catalogue in memory (the folder stays as trained); the model ranks them from their
+        text from now on. ``vectors``: ``new_items``' answer, when already computed."""
+        table, new = self._appended(ids, fields)
+        self.model.add_items(table, new, self.model.encode_new_items(table, new) if vectors is None else vectors)
+        self.catalogue = table
+        self.__dict__.pop("titles", None)
+
+    def _appended(self, ids: list[str], fields: list[dict[str, str]]) -> tuple[ItemTable, np.ndarray]:
+        old = self.catalogue
+        taken = [i for i in ids if i in old.ids]
+        if taken or len(set(ids)) != len(ids):
+            raise ConfigError(f"item {(taken or ids)[0]!r} is already in the catalogue")
+        unknown = sorted({f for row in fields for f in row} - set(old.fields))
+        if unknown:
+            raise ConfigError(f"unknown item field {unknown[0]!r}; the catalogue's fields are {', '.join(old.fields)}")
+        table = ItemTable(IdMap([*old.ids.to_list(), *ids], name="item"),
+                          {f: np.concatenate([old[f], np.array([row.get(f, "") for row in fields], dtype=object)])
+                           for f in old.fields}, template=old.template, title_field=old.title_field)
+        return table, np.arange(len(old), len(table))
 
     def recommend(self, history: np.ndarray, k: int, user: int | None = None, blocked: np.ndarray | None = None,
-                  times: np.ndarray | None = None) -> list[Recommendation]:
+                  times: np.ndarray | None = None, text: str | None = None) -> list[Recommendation]:
         """Top ``k`` for one user given ``history`` (item indices, oldest first; ``times`` theirs if known).
         ``user``: the user's index when the bundle knows them (ID-based models use it), else a new user.
-        ``blocked``: bool ``[n_items]`` of items never to recommend (default: the history)."""
+        ``blocked``: bool ``[n_items]`` of items never to recommend (default: the history).
+        ``text``: what the person asks for in their own words (text models read it after the history)."""
         n_items = len(self.items)
         history = np.asarray(history, dtype=np.int64)
         seen = sp.csr_matrix((np.ones(len(history), dtype=np.float32), (np.zeros(len(history), dtype=np.int64), history)),
@@ -125,9 +160,21 @@ class Bundle:
         cols = np.flatnonzero(blocked)
         exclude = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
                                 shape=(1, n_items))
-        ids, scores = recommend(self.model, queries, k, exclude)
+        scorer = self.model if text is None else _TextScorer(self.model, text)
+        ids, scores = recommend(scorer, queries, k, exclude)
         return [Recommendation(str(self.items.raw(int(i))), str(self.titles[i]), float(s))
                 for i, s in zip(ids[0], scores[0]) if np.isfinite(s)]
+
+
+@dataclass
+class _TextScorer:
+    """A model's scores with a free-text query read after the history."""
+
+    model: Any
+    text: str
+
+    def score(self, queries: Queries) -> np.ndarray:
+        return self.model.score_text(queries, [self.text] * len(queries))
 
 
 def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict[str, Any],

@@ -284,10 +284,12 @@ def serve(
     api_key_file: Optional[Path] = typer.Option(None, help="File whose first line is the API key for writes "
                                                 "(default: $LMREC_API_KEY; without one, writes are refused)."),
     keyed_reads: bool = typer.Option(False, "--keyed-reads", help="Require the API key for reads too."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes on the one port (they share the store)."),
 ) -> None:
-    """Serve a bundle over HTTP: recommendations by user, session or item, and a feedback loop
-    (POST /events) that changes the next answer. API docs at /docs, schema at /openapi.json."""
-    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads)
+    """Serve a bundle over HTTP: recommendations by user, session, free text or item, a feedback loop
+    (POST /events) that changes the next answer, cold-start items (POST /items) and a swap to a refit
+    bundle (POST /admin/reload). API docs at /docs, schema at /openapi.json."""
+    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers)
 
 
 @app.command("export-encoder")

@@ -24,6 +24,11 @@ class ConfigError(LmrecError):
     """An option or configuration value is invalid."""
 
 
+class Unsupported(ConfigError):
+    """The model cannot do what is asked (rank an item added after training, read free text); the message
+    names a model that can."""
+
+
 class ArtifactError(LmrecError):
     """A saved model, bundle or checkpoint is missing, corrupt, or from an lmrec that wrote another format
     (the message names the file and what is wrong)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -238,22 +239,37 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,
-          api_key_file: str | Path | None = None, keyed_reads: bool = False) -> None:
+          api_key_file: str | Path | None = None, keyed_reads: bool = False, workers: int = 1) -> None:
     """Serve a bundle over HTTP until interrupted (``lmrec.serve``); the API key comes from
-    ``api_key_file`` or ``LMREC_API_KEY``."""
+    ``api_key_file`` or ``LMREC_API_KEY``. ``workers`` > 1 runs that many processes on one port; they share
+    the event store, which is what keeps their answers the same."""
     try:  # FastAPI and uvicorn are the optional 'serve' extra: import them only when serving
         import uvicorn
 
-        from lmrec.serve.app import api_key_from, create_app
+        from lmrec.serve.app import SERVE_ENV, api_key_from, create_app
     except ImportError as exc:
         raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): pip install 'lmrec[serve]'") from None
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
     key = api_key_from(os.environ.get("LMREC_API_KEY"), api_key_file)
     if keyed_reads and key is None:
         raise ConfigError("keyed_reads needs an API key: set LMREC_API_KEY or pass an API key file")
-    app = create_app(bundle, store, key, keyed_reads)
-    report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.model.name, host, port,
-           "need the API key" if key else "are disabled (no API key set)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    writes = "need the API key" if key else "are disabled (no API key set)"
+    if workers == 1:
+        app = create_app(bundle, store, key, keyed_reads)
+        report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.state.model.name, host, port,
+               writes)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    Bundle.load(bundle)  # fail here, once, rather than in every worker
+    # Worker processes build their app from the environment (uvicorn imports the factory in each).
+    os.environ[SERVE_ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "keyed_reads": keyed_reads,
+                                        "store": None if store is None else str(Path(store).resolve())})
+    if key is not None:
+        os.environ["LMREC_API_KEY"] = key
+    report("serving %s with %d workers on http://%s:%d; writes %s", bundle, workers, host, port, writes)
+    uvicorn.run("lmrec.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
 
 
 def export_encoder(model_dir: str | Path, out: str | Path, side: Literal["item", "query"] = "item") -> Path:

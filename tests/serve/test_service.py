@@ -50,14 +50,17 @@ def test_recommend_by_user_by_session_and_with_filters(client):
 @pytest.mark.parametrize("body,status,message", [
     ({"user_id": "nobody"}, 404, "unknown user 'nobody': send their events to POST /events first"),
     ({"history": ["i1", "zzz"]}, 404, "unknown item 'zzz'"),
-    ({}, 422, "give a user_id, a history, or both"),
+    ({}, 422, "give a user_id, a history or a query"),
     ({"user_id": "u1", "k": 0}, 422, "greater than or equal to 1"),
     ({"user_id": "u1", "k": 10_001}, 422, "less than or equal to 1000"),
     ({"user_id": "u1", "kk": 3}, 422, "Extra inputs are not permitted"),
     ({"user_id": 7}, 422, "valid string"),
     ({"user_id": ""}, 422, "at least 1 character"),
     ({"history": ["i1"] * 1001}, 422, "at most 1000 items"),
-    ({"user_id": "u1", "filters": {"colour": "red"}}, 422, "unknown item field 'colour'"),
+    ({"user_id": "u1", "filters": {"colour": "red"}}, 422, "Input should be 'name' or 'kind'"),
+    ({"user_id": "u1", "query": "   "}, 422, "should match pattern"),
+    ({"query": "x" * 100_000}, 422, "at most 2000 characters"),
+    ({"query": "odd gadgets"}, 409, "does not read text"),
 ])
 def test_bad_requests_are_4xx_with_a_message(client, body, status, message):
     r = client.post("/recommend", json=body)
@@ -145,7 +148,7 @@ def test_concurrent_writers_for_one_user_lose_nothing(bundles, tmp_path):
     for t in threads:
         t.join()
     assert errors == []
-    state = app.state.lmrec
+    state = app.state.lmrec.state
     stored = list(state.store.events(user="shared"))
     assert len(stored) == 200 and [e.seq for e in stored] == sorted(e.seq for e in stored)
     # the live history is the stored order, the same as a fresh process rebuilds from the store

@@ -26,7 +26,7 @@ from lmrec.config import validate
 from lmrec.data.interactions import Interactions, events_key
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
-from lmrec.errors import ArtifactError, ConfigError
+from lmrec.errors import ArtifactError, ConfigError, Unsupported
 from lmrec.fsutil import atomic_dir, folder_checksums, read_description, verify_checksums
 
 
@@ -244,6 +244,34 @@ class Recommender(Model):
     def score(self, queries: Queries) -> np.ndarray:
         """Scores ``[len(queries), n_items]`` (float32), higher is better."""
         raise NotImplementedError
+
+    # --- text at serving time (models that represent items by text override these) ---------------------------
+    def encode_new_items(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
+        """Vectors for the items at indices ``new`` (the last rows of ``items``, the catalogue that now holds
+        them), from their text; changes nothing. Raises ``ConfigError`` when the model cannot rank them."""
+        raise Unsupported(f"the {self.name!r} model knows items only by what it learned in training, so it cannot "
+                          "rank an item added since; refit the bundle once the item has events (lmrec refit), "
+                          "or serve a model that reads item text (textseq, lmcontent)")
+
+    def add_items(self, items: ItemTable, new: np.ndarray, vectors: np.ndarray) -> None:
+        """Make the items at ``new`` rankable with no retraining (cold-start items), given their
+        ``encode_new_items`` vectors."""
+        self.encode_new_items(items, new)  # the same refusal
+
+    def _new_rows(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
+        """``new`` as indices, after checking they are the last rows of ``items`` and follow the model's."""
+        self._check_fitted()
+        assert self.n_items_ is not None
+        new = np.asarray(new, dtype=np.int64)
+        if len(items) != self.n_items_ + len(new) or not np.array_equal(new, np.arange(self.n_items_, len(items))):
+            raise ConfigError(f"{self.name}: the new items must be the last {len(new)} of a catalogue of "
+                              f"{self.n_items_} + {len(new)} items")
+        return new
+
+    def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
+        """Like ``score``, with each query's free text (what the person asks for) read after its history."""
+        raise Unsupported(f"the {self.name!r} model does not read text, so it cannot answer a free-text query; "
+                          "serve a model that does (textseq, lmcontent)")
 
     def _check_fitted(self) -> None:
         if self.n_items_ is None:

@@ -12,8 +12,9 @@ from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
-from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
-from lmrec.text.texts import item_vectors
+from lmrec.models.text_query import TextQuery
+from lmrec.text.encoder import DEFAULT_ENCODER, TextEncoder, load_encoder
+from lmrec.text.texts import item_vectors, matching_encoder, new_item_vectors
 
 
 class LMContentConfig(BaseModel):
@@ -55,6 +56,35 @@ class LMContent(Recommender):
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
         return self.user_vectors(queries) @ self.item_vectors_.T
+
+    # --- serving: new items and free text, read by the encoder the model was fitted with ---------------------
+    def _encoder(self) -> TextEncoder:
+        if getattr(self, "_text_encoder", None) is None:
+            c = self.config
+            self._text_encoder = matching_encoder(c.encoder, str(self.encoder_fingerprint_),
+                                                  batch_size=c.batch_size, max_length=c.max_length)
+        return self._text_encoder
+
+    def encode_new_items(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
+        return new_item_vectors(items, self._new_rows(items, new), self._encoder(), self.config.template)
+
+    def add_items(self, items: ItemTable, new: np.ndarray, vectors: np.ndarray) -> None:
+        assert self.n_items_ is not None
+        if len(items) != self.n_items_ + len(new) or len(vectors) != len(new):
+            raise ConfigError(f"{self.name}: {len(vectors)} vectors for {len(new)} new items")
+        self.item_vectors_ = np.concatenate([self.item_vectors_, vectors])
+        self.has_text_ = np.concatenate([self.has_text_, np.ones(len(new), dtype=bool)])
+        self.n_items_ += len(new)
+
+    def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
+        """The text as a ``TextQuery`` (negated phrases push items down), mixed half and half with the
+        history's vector when there is a history."""
+        self._check_fitted()
+        if len(texts) != len(queries):
+            raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
+        query = TextQuery(self._encoder(), self.item_vectors_)
+        users = self.user_vectors(queries)
+        return np.stack([query.scores(text, u, 0.5 if np.any(u) else 0.0) for text, u in zip(texts, users)])
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_vectors_": self.item_vectors_, "has_text_": self.has_text_,

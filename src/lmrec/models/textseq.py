@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from lmrec.data.batching import SequenceBatch
+from lmrec.data.batching import SequenceBatch, query_batch
 from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
+from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.sequential import SequentialConfig, SequentialRecommender
@@ -34,8 +35,8 @@ from lmrec.nn.adaptor import MoEAdaptor
 from lmrec.nn.transformer import CausalEncoder
 from lmrec.text import backbone
 from lmrec.text.backbone import DEFAULT_ENCODER
-from lmrec.text.encoder import load_encoder
-from lmrec.text.texts import item_vectors
+from lmrec.text.encoder import TextEncoder, load_encoder
+from lmrec.text.texts import item_vectors, matching_encoder, new_item_vectors
 
 PARTS = ("adaptor", "encoder", "ids")
 
@@ -159,18 +160,38 @@ class TextSeqNet(nn.Module):
             return table
         return torch.cat([table, F.normalize(self.lm if ids is None else self.lm[ids], dim=-1)], dim=-1)
 
-    def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:
+    def sequence_states(self, batch: SequenceBatch, text: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, L, d]``; with ``text`` (``[B, lm_dim]`` language-model vectors of free text), each row reads
+        its text as one more item after its history (``[B, L + 1, d]``): text and items share one space."""
         valid = batch.valid
         # adapt only the items present in the batch
         present, inverse = torch.unique(batch.tokens.clamp(min=1) - 1, return_inverse=True)
         x = self.adapted(present)[inverse] * valid.unsqueeze(-1)
+        lm = self.lm[present][inverse] if self.prior is not None else None
+        if text is not None:
+            x = torch.cat([x, self.adaptor(text).unsqueeze(1)], dim=1)
+            valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
+            lm = None if lm is None else torch.cat([lm, text.unsqueeze(1)], dim=1)
         states = self.encoder(x, valid)
         if self.prior is None:
             return states
-        return torch.cat([states, self.prior.pool(self.lm[present][inverse], valid)], dim=-1)
+        return torch.cat([states, self.prior.pool(lm, valid)], dim=-1)
 
-    def encode_queries(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.sequence_states(batch)[:, -1]
+    def encode_queries(self, batch: SequenceBatch, text: torch.Tensor | None = None) -> torch.Tensor:
+        return self.sequence_states(batch, text)[:, -1]
+
+    def extend(self, lm: np.ndarray) -> None:
+        """Append items known only by their text (``[n_new, lm_dim]``): never trained, so no ID part."""
+        new = torch.as_tensor(lm, dtype=torch.float32, device=self.lm.device)
+        self.lm = torch.cat([self.lm, new])
+        self.trained = torch.cat([self.trained, torch.zeros(len(new), 1, device=self.trained.device)])
+        if self.ids is not None:  # rows for the new ids, multiplied by trained = 0 wherever they are read
+            old = self.ids
+            self.ids = nn.Embedding(old.num_embeddings + len(new), old.embedding_dim).to(old.weight.device)
+            with torch.no_grad():
+                self.ids.weight.zero_()
+                self.ids.weight[: old.num_embeddings] = old.weight
+            self.ids.requires_grad_(old.weight.requires_grad)
 
     def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         d = self.c.dim
@@ -237,6 +258,42 @@ class TextSeqRec(SequentialRecommender):
 
     def _trains(self) -> bool:
         return self.config.tuning != "none"
+
+    # --- serving: new items and free text, read by the encoder the model was trained with -------------------
+    def _encoder(self) -> TextEncoder:
+        if getattr(self, "_text_encoder", None) is None:
+            self._text_encoder = matching_encoder(self.config.encoder, getattr(self, "encoder_fingerprint_", None),
+                                                  max_length=self.config.max_text_length)
+        return self._text_encoder
+
+    def encode_new_items(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
+        return new_item_vectors(items, self._new_rows(items, new), self._encoder(), self.config.template)
+
+    def add_items(self, items: ItemTable, new: np.ndarray, vectors: np.ndarray) -> None:
+        assert self.n_items_ is not None
+        if len(items) != self.n_items_ + len(new) or len(vectors) != len(new):
+            raise ConfigError(f"{self.name}: {len(vectors)} vectors for {len(new)} new items")
+        self.inputs_ = {**self.inputs_, "lm": np.concatenate([self.inputs_["lm"], vectors]),
+                        "has_text": np.concatenate([self.inputs_["has_text"], np.ones(len(new), dtype=bool)])}
+        self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(new), dtype=np.float32)])
+        self._net().extend(vectors)
+        self.n_items_ += len(new)
+        self._table = None
+
+    def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
+        self._check_fitted()
+        if len(texts) != len(queries):
+            raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
+        net = self._net()
+        device = next(net.parameters()).device
+        text = torch.as_tensor(self._encoder().encode(texts), dtype=torch.float32, device=device)
+        with torch.no_grad():
+            # one position is the text's: the history keeps its most recent max_len - 1 items
+            batch = query_batch(queries.sequences, max(self.config.max_len - 1, 1)).to(device)
+            if self.config.max_len == 1:
+                batch.tokens.zero_()  # a one-position model reads the text alone
+            states = net.encode_queries(batch, text)
+            return net.similarity(states, self._item_table(net)).float().cpu().numpy()
 
     def _meta(self) -> dict[str, Any]:
         return {**super()._meta(), "encoder_fingerprint_": getattr(self, "encoder_fingerprint_", None)}

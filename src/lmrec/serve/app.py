@@ -1,16 +1,17 @@
 """The HTTP service (FastAPI): a bundle served in real time, with a feedback loop through the event store.
 
 Reads: ``GET /health``, ``GET /ready``, ``POST /recommend``, ``GET /users/{id}``, ``GET /items/{id}``,
-``GET /items/{id}/similar``. Writes: ``POST /events`` (committed before the answer). Writes need the API key
-in ``X-API-Key`` (compared in constant time, never logged); with no key configured, writes are refused.
+``GET /items/{id}/similar``. Writes: ``POST /events`` and ``POST /items`` (committed before the answer),
+``POST /admin/reload`` (swap in another bundle, e.g. one ``lmrec refit`` wrote). Writes need the API key in
+``X-API-Key`` (compared in constant time, never logged); with no key configured, writes are refused.
 Every request body is validated (unknown fields, types, ranges, sizes): a bad request is a 4xx with a
 message, never a 500.
 """
 
-from __future__ import annotations
-
 import hmac
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,33 +21,38 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from lmrec import __version__
-from lmrec.bundle import Bundle
-from lmrec.errors import ArtifactError, ConfigError, DataError, LmrecError
-from lmrec.serve.state import EVENT_TYPES, NotFound, ServiceState
-from lmrec.serve.store import Event, EventStore
+from lmrec.errors import ArtifactError, ConfigError, DataError, LmrecError, Unsupported
+from lmrec.fsutil import inside
+from lmrec.serve.state import EVENT_TYPES, NotFound, Service
+from lmrec.serve.store import Conflict, Event, EventStore
 
 logger = logging.getLogger("lmrec.serve")
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a thousand events fit many times over
+MAX_QUERY = 2000  # characters of free text: a paragraph; the encoder reads at most its max length of tokens
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+FieldValue = Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=r"\S")]
+BundleName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RecommendRequest(Strict):
+class RecommendBase(Strict):
     # the schema says it too: a user, a history, or both
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [{"required": ["user_id"]},
-                                                                           {"required": ["history"]}]})
+                                                                           {"required": ["history"]},
+                                                                           {"required": ["query"]}]})
     # SkipJsonSchema[None]: omit the key rather than send null (the schema has no null, so its anyOf holds)
     user_id: Id | SkipJsonSchema[None] = Field(None, description="a known user (raw id): their whole history is the input")
     history: list[Id] | SkipJsonSchema[None] = Field(None, max_length=1000,
                                                      description="raw item ids of a session, oldest first")
+    query: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY, pattern=r"\S")] | SkipJsonSchema[None] = Field(
+        None, description="what the person asks for, in their own words (models that read text)")
     k: int = Field(10, ge=1, le=1000)
     exclude_seen: bool = Field(True, description="leave out the items of the history")
-    filters: dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=256)]] \
-        | None = Field(None, max_length=8, description="only items whose field equals the value")
 
 
 class RecommendedItem(BaseModel):
@@ -74,6 +80,23 @@ class EventsRequest(Strict):
     events: list[EventIn] = Field(..., min_length=1, max_length=1000)
 
 
+class ItemAdded(BaseModel):
+    id: str
+    items: int
+
+
+class ReloadRequest(Strict):
+    bundle: BundleName | SkipJsonSchema[None] = Field(
+        None, description="the name of a bundle folder beside the one served (default: the one served, read again)")
+
+
+class ReloadResponse(BaseModel):
+    bundle: str
+    model: str
+    items: int
+    generation: int
+
+
 class EventsResponse(BaseModel):
     stored: int
     last_seq: int
@@ -90,6 +113,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "the API key is needed and missing"},
     403: {"model": ErrorResponse, "description": "wrong API key, or writes are disabled"},
     404: {"model": ErrorResponse, "description": "unknown user or item id"},
+    409: {"model": ErrorResponse, "description": "the item is already in the catalogue, or the served model cannot "
+                                                  "do this (rank items added after training, read free text)"},
     411: {"model": ErrorResponse, "description": "a body without Content-Length"},
     413: {"model": ErrorResponse, "description": "a body over 1 MiB"},
     422: {"model": ErrorResponse, "description": "the request is not valid (the message says how)"},
@@ -108,9 +133,23 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     bundle folder, never inside it: the bundle stays as trained)."""
     bundle_dir = Path(bundle_dir)
     store = EventStore(store_path or bundle_dir.with_name(bundle_dir.name + ".events.sqlite"))
-    state = ServiceState(Bundle.load(bundle_dir), store)
+    service = Service(bundle_dir, store)
+    fields = service.state.bundle.catalogue.fields
+    # The schema names the catalogue's own fields, so a client (and a schema-driven test) sees which exist.
+    field_name: Any = Literal[tuple(fields)] if fields else FieldName
+
+    class RecommendRequest(RecommendBase):
+        filters: dict[field_name, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+            None, max_length=8, description="only items whose field equals the value")
+
+    class ItemIn(Strict):
+        id: Id
+        fields: dict[field_name, FieldValue] = Field(..., min_length=1, max_length=32,
+                                                     description="the item's text fields (those of the catalogue)")
+
     app = FastAPI(title="lmrec", version=__version__, responses=ERRORS,
-                  description=f"Recommendations from the {state.model.name!r} model of bundle {bundle_dir.name}.")
+                  description=f"Recommendations from the {service.state.model.name!r} model of bundle "
+                              f"{bundle_dir.name}.")
 
     def need_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if api_key is None:
@@ -128,7 +167,8 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
 
     @app.exception_handler(LmrecError)
     async def _user_error(request: Request, exc: LmrecError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, (ConfigError, DataError)) else 400
+        status = (404 if isinstance(exc, NotFound) else 409 if isinstance(exc, (Conflict, Unsupported))
+                  else 422 if isinstance(exc, (ConfigError, DataError, ArtifactError)) else 400)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.middleware("http")
@@ -148,24 +188,29 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     @app.get("/ready")
     def ready() -> dict[str, Any]:
         """The model is loaded and the event store is open."""
-        return {"status": "ready", "model": state.model.name, "items": state.n_items, "events": store.count()}
+        state = service.current()
+        return {"status": "ready", "model": state.model.name, "items": state.n_items, "events": store.count(),
+                "bundle": service.bundle_dir.name, "generation": service.generation}
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
     def recommend(body: RecommendRequest) -> RecommendResponse:
-        """Top k items for a user, a session (history), or both."""
-        found = state.recommend(body.user_id, body.history, body.k, body.exclude_seen, filters=body.filters)
+        """Top k items for a user, a session (history), free text (query), or a mix."""
+        state = service.current()
+        found = state.recommend(body.user_id, body.history, body.k, body.exclude_seen, filters=body.filters,
+                                query=body.query)
         return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found], model=state.model.name,
                                  known_user=body.user_id is not None and state.knows_user(body.user_id))
 
     @app.post("/events", response_model=EventsResponse, dependencies=[Depends(need_key)])
     def events(body: EventsRequest) -> EventsResponse:
         """Store feedback (committed before this answer); the users' next recommendations reflect it."""
-        stored = state.add_events([Event(e.user, e.item, e.type, e.value, e.time, e.id) for e in body.events])
+        stored = service.current().add_events([Event(e.user, e.item, e.type, e.value, e.time, e.id) for e in body.events])
         return EventsResponse(stored=len(stored), last_seq=max(s.seq for s in stored))
 
     @app.get("/users/{user_id}", response_model=UserResponse, dependencies=reads)
     def user(user_id: Id, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> UserResponse:
         """The user's recent history, most recent first."""
+        state = service.current()
         if not state.knows_user(user_id):
             raise NotFound(f"unknown user {user_id!r}: send their events to POST /events first")
         recent = state.history(user_id)[::-1][:limit]
@@ -176,22 +221,55 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     @app.get("/items/{item_id}", dependencies=reads)
     def item(item_id: Id) -> dict[str, Any]:
         """An item's title and text fields."""
-        return state.item(item_id)
+        return service.current().item(item_id)
 
     @app.get("/items/{item_id}/similar", response_model=RecommendResponse, dependencies=reads)
     def similar(item_id: Id, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> RecommendResponse:
         """What the model recommends to someone whose history is this one item."""
+        state = service.current()
         found = state.similar(item_id, k)
         return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found], model=state.model.name,
                                  known_user=False)
 
-    app.state.lmrec = state
+    @app.post("/items", response_model=ItemAdded, dependencies=[Depends(need_key)])
+    def add_item(body: ItemIn) -> ItemAdded:
+        """Add an item with its text: a model that reads text ranks it from the next request on (cold start)."""
+        state = service.current()
+        if body.id in state.items:
+            raise Conflict(f"item {body.id!r} is already in the catalogue (items are never replaced)")
+        state.add_item(body.id, dict(body.fields))
+        return ItemAdded(id=body.id, items=state.n_items)
+
+    @app.post("/admin/reload", response_model=ReloadResponse, dependencies=[Depends(need_key)])
+    def reload(body: ReloadRequest | None = None) -> ReloadResponse:
+        """Serve another bundle (or the same folder read again, after `lmrec refit --out` replaced it). The new
+        bundle is loaded and checked in full before the swap; requests meanwhile get the old one."""
+        target = service.bundle_dir
+        if body is not None and body.bundle is not None:
+            target = inside(service.bundle_dir.parent, body.bundle)  # a plain name (the schema's pattern) stays beside
+        if not (target / "bundle.json").is_file():
+            raise NotFound(f"no bundle named {target.name!r} beside the one served ({service.bundle_dir.parent})")
+        state = service.reload(target)
+        return ReloadResponse(bundle=target.name, model=state.model.name, items=state.n_items,
+                              generation=service.generation)
+
+    app.state.lmrec = service
     return app
 
 
 class _Refused(Exception):
     def __init__(self, status: int, detail: str):
         self.status, self.detail = status, detail
+
+
+SERVE_ENV = "LMREC_SERVE"  # how `lmrec serve --workers N` tells each worker process what to serve
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker of ``lmrec serve --workers N`` (uvicorn calls this in each process)."""
+    options = json.loads(os.environ[SERVE_ENV])
+    return create_app(options["bundle"], options["store"], os.environ.get("LMREC_API_KEY") or None,
+                      options["keyed_reads"])
 
 
 def api_key_from(env_value: str | None, key_file: str | Path | None) -> str | None:

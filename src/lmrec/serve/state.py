@@ -1,23 +1,32 @@
-"""What the service knows at any moment: a bundle's model and data, plus every event in the store.
+"""What the service knows at any moment: a bundle's model and data, plus every event and item in the store.
 
 A user's history is their events in the bundle (every part of its split, in time order) followed by their
 events in the store, in the order they were stored. Recommending re-runs the model on that history, so a
 new event changes the next answer with no retraining: sequence models re-infer from the longer sequence,
 profile models see the new item in the profile, and a user the bundle never saw gets answers from their
-first event on. Dislikes are stored but never count as history.
+first event on. Dislikes are stored but never count as history. Items added through the store are ranked
+from their text by models that read it.
+
+The store is the truth; a ``ServiceState`` is one process's copy of it. Before every answer it catches up
+with what other workers (or a state that was just swapped out) committed, so every worker answers alike. A
+bundle written by ``lmrec refit`` already holds the store's rows up to the sequence numbers it records, and
+its state applies only the rows after them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lmrec.bundle import Bundle, Recommendation
 from lmrec.errors import ConfigError, LmrecError
-from lmrec.serve.store import Event, EventStore, StoredEvent
+from lmrec.progress import logger
+from lmrec.serve.store import Event, EventStore, StoredEvent, StoredItem
 
 EVENT_TYPES = ("view", "click", "cart", "purchase", "like", "rating", "dislike")
 NOT_HISTORY = ("dislike",)  # stored, but never a reason to recommend similar items
@@ -27,23 +36,96 @@ class NotFound(LmrecError):
     """An id the service does not know; the message says what to do instead."""
 
 
+class ReadWriteLock:
+    """Many readers (answers) or one writer (a change to the catalogue and model): adding an item must
+    never be seen half done by a request scoring at the same time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 class ServiceState:
     """Thread-safe: events are appended under a lock; answers read a consistent copy of a history."""
 
     def __init__(self, bundle: Bundle, store: EventStore):
         self.bundle, self.store, self.model = bundle, store, bundle.model
-        self.items, self.users, self.titles = bundle.items, bundle.users, bundle.titles
-        self.n_items = len(self.items)
-        self.item_table = bundle.prepared.items
+        self.users = bundle.users
+        folded = bundle.meta.get("store", {})  # what a refit bundle already holds
+        self.last_seq = int(folded.get("events_through", 0))
+        self.last_item_seq = int(folded.get("items_through", 0))
         self._extra: dict[str, list[int]] = {}
-        self._lock = threading.Lock()
-        self.last_seq = 0
-        self._apply(list(store.events()))
+        self._lock = threading.Lock()  # histories
+        self._catalogue = ReadWriteLock()  # the catalogue and the model's item side
+        self._item_sync = threading.Lock()
+        self.sync()
 
-    # --- events ---------------------------------------------------------------------------------------------
+    @property
+    def items(self) -> Any:
+        return self.bundle.items
+
+    @property
+    def titles(self) -> np.ndarray:
+        return self.bundle.titles
+
+    @property
+    def n_items(self) -> int:
+        return len(self.bundle.items)
+
+    # --- catching up with the store -------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Apply what the store holds beyond this copy: items first (events may name them), then events."""
+        items = self.store.items(after=self.last_item_seq)
+        if items:
+            self._apply_items(items)
+        self._apply(list(self.store.events(after=self.last_seq)))
+
+    def _apply_items(self, stored: Sequence[StoredItem], encoded: dict[str, np.ndarray] | None = None) -> None:
+        """Add stored items to the catalogue, in store order; ``encoded``: vectors already computed, by id."""
+        with self._item_sync, self._catalogue.write():
+            todo = [s for s in stored if s.seq > self.last_item_seq and s.item not in self.bundle.items]
+            if todo:
+                known = encoded or {}
+                vectors = np.concatenate([known[s.item] for s in todo]) if all(s.item in known for s in todo) else None
+                try:
+                    self.bundle.add_items([s.item for s in todo], [s.fields for s in todo], vectors)
+                except LmrecError as exc:  # e.g. after a reload to a model that cannot read text
+                    logger.warning("%d stored item(s) cannot be served by this model: %s", len(todo), exc)
+            if stored:
+                self.last_item_seq = max(self.last_item_seq, max(s.seq for s in stored))
+
+    # --- writes ---------------------------------------------------------------------------------------------
     def add_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         """Check, commit to the store, then update the users' histories (in that order: nothing counts that
         is not on disk)."""
+        self.sync()
         for e in events:
             if e.type not in EVENT_TYPES:
                 raise ConfigError(f"event type {e.type!r} is not one of {', '.join(EVENT_TYPES)}")
@@ -51,6 +133,14 @@ class ServiceState:
         stored = self.store.append(events)
         self._apply(stored)
         return stored
+
+    def add_item(self, item: str, fields: dict[str, str]) -> int:
+        """A cold-start item: checked and encoded first, committed, then rankable at once; its index."""
+        self.sync()
+        vectors = self.bundle.new_items([item], [fields])  # refuses models that cannot rank it; changes nothing
+        self.store.add_item(item, fields)
+        self._apply_items(self.store.items(after=self.last_item_seq), {item: vectors})
+        return self.items.index(item)
 
     def _apply(self, stored: Sequence[StoredEvent]) -> None:
         with self._lock:
@@ -64,8 +154,8 @@ class ServiceState:
     # --- lookups --------------------------------------------------------------------------------------------
     def item_index(self, item: str) -> int:
         if item not in self.items:
-            raise NotFound(f"unknown item {item!r}: this bundle's catalogue has {self.n_items:,} items "
-                           "(GET /items/{id} looks one up)")
+            raise NotFound(f"unknown item {item!r}: this catalogue has {self.n_items:,} items "
+                           "(GET /items/{id} looks one up; POST /items adds one)")
         return self.items.index(item)
 
     def knows_user(self, user: str) -> bool:
@@ -80,36 +170,91 @@ class ServiceState:
 
     def item(self, item: str) -> dict[str, Any]:
         i = self.item_index(item)
-        return {"id": item, "title": str(self.titles[i]),
-                "fields": {f: str(self.item_table[f][i]) for f in self.item_table.fields}}
+        table = self.bundle.catalogue
+        return {"id": item, "title": str(self.titles[i]), "fields": {f: str(table[f][i]) for f in table.fields}}
 
     # --- answers --------------------------------------------------------------------------------------------
     def recommend(self, user: str | None = None, history: Sequence[str] | None = None, k: int = 10,
                   exclude_seen: bool = True, exclude: Sequence[int] = (),
-                  filters: dict[str, str] | None = None) -> list[Recommendation]:
+                  filters: dict[str, str] | None = None, query: str | None = None) -> list[Recommendation]:
         """Top ``k`` for a known user (their whole history), an anonymous session (``history`` raw ids, oldest
-        first), or both (the session follows the user's history)."""
-        if user is None and history is None:
-            raise ConfigError("give a user_id, a history, or both")
-        seq = np.zeros(0, dtype=np.int64)
-        if user is not None:
-            if not self.knows_user(user):
-                raise NotFound(f"unknown user {user!r}: send their events to POST /events first, or recommend "
-                               "from their recent items with 'history'")
-            seq = self.history(user)
-        if history:
-            seq = np.concatenate([seq, np.array([self.item_index(h) for h in history], dtype=np.int64)])
-        index = self.users.index(user) if user is not None and user in self.users else None
-        blocked = np.zeros(self.n_items, dtype=bool)
-        if exclude_seen:
-            blocked[seq] = True
-        blocked[list(exclude)] = True
-        for field, value in (filters or {}).items():
-            if field not in self.item_table:
-                raise ConfigError(f"filters: unknown item field {field!r}; fields are {self.item_table.fields}")
-            blocked |= self.item_table[field] != value
-        return self.bundle.recommend(seq, k, index, blocked)
+        first), free text (``query``, for models that read text), or a mix (the session follows the user's
+        history; the query follows both)."""
+        if user is None and history is None and query is None:
+            raise ConfigError("give a user_id, a history or a query (or a mix)")
+        with self._catalogue.read():
+            seq = np.zeros(0, dtype=np.int64)
+            if user is not None:
+                if not self.knows_user(user):
+                    raise NotFound(f"unknown user {user!r}: send their events to POST /events first, or recommend "
+                                   "from their recent items with 'history'")
+                seq = self.history(user)
+            if history:
+                seq = np.concatenate([seq, np.array([self.item_index(h) for h in history], dtype=np.int64)])
+            index = self.users.index(user) if user is not None and user in self.users else None
+            blocked = np.zeros(self.n_items, dtype=bool)
+            if exclude_seen:
+                blocked[seq] = True
+            blocked[list(exclude)] = True
+            table = self.bundle.catalogue
+            for field, value in (filters or {}).items():
+                if field not in table:
+                    raise ConfigError(f"filters: unknown item field {field!r}; fields are {table.fields}")
+                blocked |= table[field] != value
+            return self.bundle.recommend(seq, k, index, blocked, text=query)
 
     def similar(self, item: str, k: int = 10) -> list[Recommendation]:
         """What the model recommends to someone whose whole history is ``item`` (any model can answer)."""
         return self.recommend(history=[item], k=k, exclude=[self.item_index(item)])
+
+
+class Service:
+    """The state the handlers read, swapped whole when the service reloads a bundle.
+
+    The store's ``serving`` row names the bundle every worker serves: a reload in one worker bumps its
+    generation, and the others load the same bundle when they see it. A worker keeps answering from its
+    old state while the new one loads, so no request fails during a swap.
+    """
+
+    def __init__(self, bundle_dir: str | Path, store: EventStore):
+        self.store = store
+        generation, serving = store.serving()
+        path = str(Path(bundle_dir).resolve())
+        if serving != path:  # started on another bundle than the store last served: that is the operator's choice
+            generation = store.set_serving(path)
+        self.generation, self.bundle_dir = generation, Path(path)
+        self.state = ServiceState(Bundle.load(path), store)
+        self._reloading = threading.Lock()
+
+    def current(self) -> ServiceState:
+        """The state to answer from, caught up with the store."""
+        generation, path = self.store.serving()
+        if generation != self.generation and path is not None and self._reloading.acquire(blocking=False):
+            try:  # another worker reloaded: follow it (other threads meanwhile answer from the old state)
+                if generation != self.generation:
+                    self._swap(Path(path), generation)
+            finally:
+                self._reloading.release()
+        state = self.state
+        state.sync()
+        return state
+
+    def reload(self, bundle_dir: str | Path) -> ServiceState:
+        """Load ``bundle_dir`` (checked in full), then swap it in for every worker."""
+        with self._reloading:
+            path = Path(bundle_dir).resolve()
+            state = ServiceState(Bundle.load(path), self.store)
+            self.state, self.bundle_dir = state, path
+            self.generation = self.store.set_serving(str(path))
+            logger.info("now serving %s (%s)", path, state.model.name)
+        state.sync()
+        return state
+
+    def _swap(self, path: Path, generation: int) -> None:
+        try:
+            state = ServiceState(Bundle.load(path), self.store)
+        except LmrecError as exc:
+            logger.error("cannot follow the reload to %s: %s; still serving %s", path, exc, self.bundle_dir)
+            self.generation = generation  # do not retry on every request
+            return
+        self.state, self.bundle_dir, self.generation = state, path, generation

@@ -1,12 +1,18 @@
-"""The event store: every feedback event the service acknowledges, in SQLite (WAL, ``synchronous=FULL``).
+"""The service's store: every feedback event and every item it acknowledges, in SQLite (WAL,
+``synchronous=FULL``).
 
-An event is committed before its request is answered, so an acknowledged event survives a crash of the
-process (and, with ``synchronous=FULL``, of the machine). A client may give each event an ``id``: a retry
-of an event whose answer was lost is then stored once, not twice.
+A write is committed before its request is answered, so an acknowledged event or item survives a crash of
+the process (and, with ``synchronous=FULL``, of the machine). A client may give each event an ``id``: a
+retry of an event whose answer was lost is then stored once, not twice.
+
+The store is also what the workers of one service share: each keeps its in-memory state and catches up
+with the rows after the last sequence number it applied (``events(after=...)``, ``items(after=...)``), and
+the ``serving`` row names the bundle all of them serve (``POST /admin/reload`` changes it).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -14,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmrec.errors import ConfigError
+from lmrec.errors import ConfigError, LmrecError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -28,7 +34,22 @@ CREATE TABLE IF NOT EXISTS events (
     received REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user, seq);
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item TEXT UNIQUE NOT NULL,
+    fields TEXT NOT NULL,
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS serving (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL,
+    bundle TEXT NOT NULL
+);
 """
+
+
+class Conflict(LmrecError):
+    """A write that would replace what is already stored."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,13 @@ class StoredEvent:
     type: str
     value: float | None
     time: int
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    seq: int
+    item: str
+    fields: dict[str, str]
 
 
 class EventStore:
@@ -111,3 +139,47 @@ class EventStore:
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest event (0 when there is none)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    # --- items added after training -----------------------------------------------------------------------
+    def add_item(self, item: str, fields: dict[str, str]) -> StoredItem:
+        """Commit a new item; an id already stored raises ``ConfigError`` (items are never replaced)."""
+        with self._lock:
+            try:
+                cur = self._db.execute("INSERT INTO items (item, fields, added) VALUES (?, ?, ?)",
+                                       (item, json.dumps(fields, sort_keys=True), time.time()))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"item {item!r} is already in the catalogue (items are never replaced)") from None
+        return StoredItem(int(cur.lastrowid or 0), item, dict(fields))
+
+    def items(self, after: int = 0) -> list[StoredItem]:
+        """Added items in the order they were added, from ``seq > after``."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, item, fields FROM items WHERE seq > ? ORDER BY seq", (after,)).fetchall()
+        return [StoredItem(seq, item, json.loads(fields)) for seq, item, fields in rows]
+
+    # --- the bundle every worker serves ---------------------------------------------------------------------
+    def serving(self) -> tuple[int, str | None]:
+        """``(generation, bundle path)``; ``(0, None)`` before any reload."""
+        with self._lock:
+            row = self._db.execute("SELECT generation, bundle FROM serving WHERE id = 1").fetchone()
+        return (0, None) if row is None else (int(row[0]), str(row[1]))
+
+    def set_serving(self, bundle: str) -> int:
+        """Record that the service now serves ``bundle``; returns the new generation."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT generation FROM serving WHERE id = 1").fetchone()
+                generation = (0 if row is None else int(row[0])) + 1
+                self._db.execute("INSERT OR REPLACE INTO serving (id, generation, bundle) VALUES (1, ?, ?)",
+                                 (generation, bundle))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return generation

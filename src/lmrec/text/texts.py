@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmrec.data.items import FIELD_LABELS, ItemTable, UserTable, template_over
+from lmrec.errors import ConfigError
 from lmrec.text.cache import EmbeddingCache, StoreDtype
-from lmrec.text.encoder import TextEncoder
+from lmrec.text.encoder import TextEncoder, load_encoder
 
 
 def default_template(items: ItemTable) -> str:
@@ -32,6 +33,30 @@ def item_vectors(items: ItemTable, encoder: TextEncoder, template: str | None = 
         cache = cache or EmbeddingCache()
         vectors[has_text] = cache.encode(encoder, [t for t in texts if t], template=template, dtype=dtype)
     return vectors, has_text
+
+
+def new_item_vectors(items: ItemTable, new: np.ndarray, encoder: TextEncoder, template: str | None = None,
+                     ) -> np.ndarray:
+    """float32 ``[len(new), dim]`` for items added after training (not through the cache: a few texts at a
+    time, at serving time). Every one must have text: a text model knows nothing else about it."""
+    template = template or default_template(items)
+    texts = items.render(template, new)
+    empty = [items.ids.raw(int(i)) for i, t in zip(new, texts) if not t]
+    if empty:
+        raise ConfigError(f"item {empty[0]!r} has no text under the template {template!r}; give it the fields "
+                          f"the template reads ({', '.join(items.fields)})")
+    return np.asarray(encoder.encode(texts), dtype=np.float32)
+
+
+def matching_encoder(name: str, fingerprint: str | None, **options: object) -> TextEncoder:
+    """The encoder a model was fitted with, after checking it still gives the same vectors (the fingerprint
+    recorded at fit time): vectors from a changed encoder would not match the model's item vectors."""
+    encoder = load_encoder(name, **options)
+    if fingerprint is not None and encoder.fingerprint != str(fingerprint):
+        raise ConfigError(f"the text encoder {name!r} now gives different vectors than when the model was trained "
+                          f"(fingerprint {encoder.fingerprint[:12]} vs {str(fingerprint)[:12]}); install the encoder "
+                          "version used for training, or train the model again")
+    return encoder
 
 
 def user_text(history: Sequence[int] | np.ndarray, items: ItemTable, users: UserTable | None = None,
