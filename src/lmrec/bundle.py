@@ -129,17 +129,9 @@ class Bundle:
         self.__dict__.pop("titles", None)
 
     def _appended(self, ids: list[str], fields: list[dict[str, str]]) -> tuple[ItemTable, np.ndarray]:
-        old = self.catalogue
-        taken = [i for i in ids if i in old.ids]
-        if taken or len(set(ids)) != len(ids):
-            raise ConfigError(f"item {(taken or ids)[0]!r} is already in the catalogue")
-        unknown = sorted({f for row in fields for f in row} - set(old.fields))
-        if unknown:
-            raise ConfigError(f"unknown item field {unknown[0]!r}; the catalogue's fields are {', '.join(old.fields)}")
-        table = ItemTable(IdMap([*old.ids.to_list(), *ids], name="item"),
-                          {f: np.concatenate([old[f], np.array([row.get(f, "") for row in fields], dtype=object)])
-                           for f in old.fields}, template=old.template, title_field=old.title_field)
-        return table, np.arange(len(old), len(table))
+        table = self.catalogue.appended(ids, fields)
+        assert isinstance(table, ItemTable)
+        return table, np.arange(len(self.catalogue), len(table))
 
     def recommend(self, history: np.ndarray, k: int, user: int | None = None, blocked: np.ndarray | None = None,
                   times: np.ndarray | None = None, text: str | None = None) -> list[Recommendation]:
@@ -178,8 +170,9 @@ class _TextScorer:
 
 
 def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict[str, Any],
-                 metrics: dict[str, Any]) -> Path:
-    """Write a bundle folder ``out`` atomically (a folder already there is replaced only if it is a bundle)."""
+                 metrics: dict[str, Any], store: dict[str, Any] | None = None) -> Path:
+    """Write a bundle folder ``out`` atomically (a folder already there is replaced only if it is a bundle).
+    ``store``: for a refit bundle, the event store and how far into it the data reach (``lmrec.serve.refit``)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / BUNDLE_JSON).is_file())):
         raise ConfigError(f"{out} exists and is not a bundle: write the bundle into a new or empty folder")
@@ -190,9 +183,15 @@ def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "model": model.name, "dataset": prepared.config.model_dump(mode="json"),
                 "train_events_key": events_key(prepared.split.train),
-                "encoder_fingerprint": getattr(model, "encoder_fingerprint_", None),
+                "encoder_fingerprint": _text_or_none(getattr(model, "encoder_fingerprint_", None)),
                 "data_files": folder_checksums(tmp / DATA_DIR)}
+        if store is not None:
+            meta["store"] = store
         (tmp / METRICS_JSON).write_text(json.dumps(metrics, indent=2))
         (tmp / CONFIG_YAML).write_text(yaml.safe_dump({"lmrec_version": __version__, **config}, sort_keys=False))
         (tmp / BUNDLE_JSON).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)  # some models keep it as a 0-d string array

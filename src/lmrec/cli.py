@@ -292,6 +292,27 @@ def serve(
     pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers)
 
 
+@app.command()
+def refit(
+    bundle: Path = typer.Argument(..., help="Bundle folder the service serves."),
+    events: Optional[Path] = typer.Option(None, "--events", help="The service's event store (default: "
+                                          "BUNDLE.events.sqlite beside the bundle, where `lmrec serve` writes)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Bundle folder to write (default: replace BUNDLE "
+                                           "atomically, so POST /admin/reload serves the new one)."),
+    set_: list[str] = typer.Option([], "--set", help="Change a model option, e.g. --set epochs=5 (repeatable)."),
+) -> None:
+    """Train a served bundle's model again on its data plus the events and items the service stored since:
+    warm-started where the model trains in epochs, validated on each user's most recent stored event."""
+    path, metrics = pipeline.refit(bundle, events, out_dir, parse_options(set_))
+    info = metrics["refit"]
+    valid = metrics["valid"]
+    out.print(f"refit {path}: {info['new_events']:,} stored events, {info['new_items']:,} new items, "
+              f"{info['new_users']:,} new users; fitted in {metrics['fit_seconds']:.1f} s"
+              + (" (warm start)" if info["warm_start"] else "")
+              + ("; valid " + "  ".join(f"{m} {v:.4f}" for m, v in valid.items() if m.split("@")[0] in ("recall", "ndcg"))
+                 if valid else ""))
+
+
 @app.command("export-encoder")
 def export_encoder(
     model: Path = typer.Argument(..., help="Saved twotower model folder (model.json) or a bundle holding one."),

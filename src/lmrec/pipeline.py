@@ -31,7 +31,7 @@ from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
-           "pretrain", "recommend_from_bundle", "recommend_from_text", "serve", "train", "transfer", "transfer_grid"]
+           "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -270,6 +270,18 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
     report("serving %s with %d workers on http://%s:%d; writes %s", bundle, workers, host, port, writes)
     uvicorn.run("lmrec.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")
+
+
+def refit(bundle: str | Path, store: str | Path | None = None, out: str | Path | None = None,
+          params: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train a bundle's model again on its data plus the events and items a service stored since
+    (``lmrec.serve.refit``); ``store`` defaults to the service's default (BUNDLE.events.sqlite beside it),
+    ``out`` to the bundle itself (replaced atomically: ``POST /admin/reload`` then serves it)."""
+    from lmrec.serve.refit import refit as refit_bundle
+
+    bundle = Path(bundle)
+    store = Path(store) if store is not None else bundle.with_name(bundle.name + ".events.sqlite")
+    return refit_bundle(bundle, store, bundle if out is None else out, params)
 
 
 def export_encoder(model_dir: str | Path, out: str | Path, side: Literal["item", "query"] = "item") -> Path:

@@ -1,7 +1,9 @@
-"""A real server process killed with SIGKILL in the middle of a stream of events loses no acknowledged
-event, stores none twice, and after a restart answers as a fresh process computes from the store."""
+"""A real server process killed with SIGKILL in the middle of a stream of events (and during a swap to a
+refit bundle) loses no acknowledged event, stores none twice, and after a restart answers as a fresh process
+computes from the store; no request fails during the swap."""
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -13,8 +15,9 @@ import time
 import httpx
 import pytest
 
+from lmrec import pipeline
 from lmrec.bundle import Bundle
-from lmrec.serve.state import ServiceState
+from lmrec.serve.state import Service, ServiceState
 from lmrec.serve.store import EventStore
 
 KEY = "d" * 24
@@ -84,6 +87,87 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(bundles, tmp_path):
             history = httpx.get(f"http://127.0.0.1:{port}/users/{user}", params={"limit": 1000}).json()["history"]
             stored_order = [h["id"] for h in reversed(history)]
             mine = [item for u, item, _ in acked if u == user]
+            assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
+            answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
+            assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+class Traffic:
+    """Events for USERS in a loop (each with an id) and recommendations for a known user, from two threads;
+    records what was acknowledged and every answer that was not a 200 while the server was up."""
+
+    def __init__(self, port):
+        self.base, self.acked, self.failed = f"http://127.0.0.1:{port}", [], []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._events), threading.Thread(target=self._reads)]
+        for t in self.threads:
+            t.start()
+
+    def _events(self):
+        with httpx.Client(base_url=self.base, headers={"X-API-Key": KEY}, timeout=30) as client:
+            n = 0
+            while not self.stop.is_set():
+                user, item, eid = USERS[n % 3], f"i{(2 * n + 1) % 16}", f"e{n}"
+                try:
+                    r = client.post("/events", json={"events": [{"user": user, "item": item, "id": eid}]})
+                except httpx.HTTPError:
+                    return  # the server is gone: this event was not acknowledged
+                (self.acked.append((user, item, eid)) if r.status_code == 200 else self.failed.append(r.text))
+                n += 1
+
+    def _reads(self):
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.post("/recommend", json={"user_id": "u1", "k": 5})
+                except httpx.HTTPError:
+                    return
+                if r.status_code != 200:
+                    self.failed.append(r.text)
+
+    def wait_for(self, n):
+        deadline = time.time() + 120
+        while len(self.acked) < n and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(self.acked) >= n, "the event stream stalled"
+
+    def end(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+@pytest.mark.slow
+def test_a_swap_to_a_refit_bundle_mid_stream_fails_nothing_and_loses_nothing(bundles, tmp_path):
+    served, store, port = tmp_path / "live", tmp_path / "live.events.sqlite", free_port()
+    shutil.copytree(bundles["sasrec"], served)
+    server = start(served, store, port)
+    traffic = Traffic(port)
+    traffic.wait_for(40)
+    # refit from the store while it is written to, then swap the running service to the new bundle
+    pipeline.refit(served, store, tmp_path / "next", {"epochs": 1})
+    r = httpx.post(f"http://127.0.0.1:{port}/admin/reload", json={"bundle": "next"}, headers={"X-API-Key": KEY},
+                   timeout=60)
+    assert r.status_code == 200 and r.json()["bundle"] == "next", r.text
+    traffic.wait_for(len(traffic.acked) + 40)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    traffic.end()
+    assert traffic.failed == []  # not one request failed before the kill, the swap included
+
+    counts = dict(sqlite3.connect(store).execute("SELECT event_id, COUNT(*) FROM events GROUP BY event_id").fetchall())
+    assert all(counts.get(eid) == 1 for _, _, eid in traffic.acked)
+    server = start(tmp_path / "next", store, port)
+    try:
+        fresh = Service(tmp_path / "next", EventStore(store)).state
+        for user in USERS:
+            history = httpx.get(f"http://127.0.0.1:{port}/users/{user}", params={"limit": 1000}).json()["history"]
+            stored_order = [h["id"] for h in reversed(history)]
+            mine = [item for u, item, _ in traffic.acked if u == user]
+            # the refit bundle holds the first events, the store the rest: each counted once, in order
             assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
             answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
             assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]

@@ -81,6 +81,20 @@ class FieldTable:
         out.__dict__.update({k: v for k, v in vars(self).items() if k not in ("ids", "_fields")})  # e.g. template
         return out
 
+    def appended(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> FieldTable:
+        """A new table with rows for new ``ids`` after the existing ones (existing indices unchanged); a field
+        a row leaves out is empty. Refuses ids already present and fields the table does not have."""
+        taken = [i for i in ids if i in self.ids]
+        if taken or len(set(ids)) != len(ids):
+            raise ConfigError(f"{self.kind} {(taken or list(ids))[0]!r} is already in the table")
+        unknown = sorted({f for row in rows for f in row} - set(self.fields))
+        if unknown:
+            raise ConfigError(f"unknown {self.kind} field {unknown[0]!r}; the fields are {', '.join(self.fields)}")
+        out = type(self)(self.ids.extend(ids), {f: np.concatenate([self[f], _clean_strings([r.get(f, "") for r in rows])])
+                                                for f in self.fields})
+        out.__dict__.update({k: v for k, v in vars(self).items() if k not in ("ids", "_fields")})  # e.g. template
+        return out
+
     def to_frame(self) -> pd.DataFrame:
         """One row per id: ``id`` (raw) plus one column per field."""
         return pd.DataFrame({"id": self.ids.to_list(), **{n: a for n, a in self._fields.items()}})

@@ -157,7 +157,7 @@ def prepare(
         "cold_test_users": int(len(split.cold_users("test"))),
         "prepare_seconds": round(time.perf_counter() - started, 3),
     }
-    _write(out, config, key, split, items, users, stats, digests)
+    write_prepared(out, config, key, split, items, users, stats, digests)
     return Prepared(config.dataset, config, key, split, items, users, stats, out)
 
 
@@ -212,7 +212,7 @@ def _cache_key(config: PrepareConfig, digests: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def _write(out: Path, config: PrepareConfig, key: str, split: Split, items: ItemTable, users: UserTable | None,
+def write_prepared(out: Path, config: PrepareConfig, key: str, split: Split, items: ItemTable, users: UserTable | None,
            stats: dict[str, Any], digests: dict[str, str]) -> None:
     """Write into a temporary folder, then rename: a killed run never leaves a half-written preparation."""
     with atomic_dir(out) as tmp:

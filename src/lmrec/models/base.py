@@ -258,6 +258,11 @@ class Recommender(Model):
         ``encode_new_items`` vectors."""
         self.encode_new_items(items, new)  # the same refusal
 
+    def warm_start(self, previous: Recommender) -> bool:
+        """Start the next ``fit`` from ``previous`` (a fitted model of the same kind) where the model can;
+        False when it fits from scratch (models without iterative training)."""
+        return False
+
     def _new_rows(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
         """``new`` as indices, after checking they are the last rows of ``items`` and follow the model's."""
         self._check_fitted()

@@ -62,6 +62,7 @@ class SequentialRecommender(Recommender):
         # model that shares a network still training); cleared by fit, load and to().
         self._table: torch.Tensor | None = None
         self.live_weights = False
+        self._warm_from: nn.Module | None = None
 
     # --- to implement -----------------------------------------------------------------------------------
     def _prepare_inputs(self, train: Interactions, items: ItemTable | None) -> dict[str, np.ndarray]:
@@ -97,6 +98,10 @@ class SequentialRecommender(Recommender):
         torch.manual_seed(c.seed)
         self.net_ = self._new_net(train.n_items, self.inputs_, counts > 0)
         self._before_training(self.net_)
+        if self._warm_from is not None:
+            copied = copy_weights(self._warm_from, self.net_)
+            logger.info("%s: warm start, %d of %d weight tensors from the previous model", self.name, copied,
+                        len(self.net_.state_dict()))
         trains = self._trains()
         self.trainable_params_ = sum(p.numel() for p in self.net_.parameters() if p.requires_grad) if trains else 0
         if not trains:
@@ -116,6 +121,14 @@ class SequentialRecommender(Recommender):
                     data.steps_per_epoch)
         self.train_result_ = Trainer(c).fit(self.net_, loss, data, validate if validation is not None else None)
         self._after_training(self.net_)
+
+    def warm_start(self, previous: Recommender) -> bool:
+        """Start the next ``fit`` from ``previous``'s weights (same model and architecture; a larger catalogue
+        keeps the old items' rows, new rows start fresh), e.g. when ``lmrec refit`` adds events."""
+        if type(previous) is not type(self) or getattr(previous, "net_", None) is None:
+            return False
+        self._warm_from = previous.net_
+        return True
 
     # --- score -------------------------------------------------------------------------------------------
     def score(self, queries: Queries) -> np.ndarray:
@@ -169,3 +182,24 @@ class SequentialRecommender(Recommender):
         load_module_state(net, state)
         self.net_ = net.eval()
         self._table = None
+
+
+def copy_weights(source: nn.Module, target: nn.Module) -> int:
+    """Copy every tensor of ``source``'s state into ``target`` where the name matches and the shape does, or
+    where only the first dimension grew (an item table over a larger catalogue: the leading rows). Returns
+    how many tensors were copied."""
+    old = source.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in target.state_dict().items():
+            prev = old.get(name)
+            if prev is None or prev.dim() != tensor.dim():
+                continue
+            if prev.shape == tensor.shape:
+                tensor.copy_(prev)
+            elif prev.dim() >= 1 and prev.shape[1:] == tensor.shape[1:] and prev.shape[0] <= tensor.shape[0]:
+                tensor[: prev.shape[0]].copy_(prev)
+            else:
+                continue
+            copied += 1
+    return copied
