@@ -40,6 +40,7 @@ from lmrec.eval import recommend
 from lmrec.fsutil import atomic_dir, folder_checksums, read_description, verify_checksums
 from lmrec.models.base import Model
 from lmrec.registry import load_model
+from lmrec.retrieval import Retriever
 
 KIND = "lmrec-bundle"
 FORMAT = 1
@@ -114,6 +115,12 @@ class Bundle:
     def titles(self) -> np.ndarray:
         return self.catalogue.titles()
 
+    @cached_property
+    def retriever(self) -> Retriever:
+        """How ``recommend`` finds the top k: exact for small catalogues, a FAISS index for large ones
+        (``lmrec.retrieval``; replace it to choose, e.g. ``Retriever(bundle.model, "hnsw")``)."""
+        return Retriever(self.model)
+
     def new_items(self, ids: list[str], fields: list[dict[str, str]]) -> np.ndarray:
         """Vectors for items not in the catalogue yet, after checking their ids and fields and that the model
         can rank them from their text; changes nothing (``add_items`` does)."""
@@ -127,6 +134,7 @@ class Bundle:
         self.model.add_items(table, new, self.model.encode_new_items(table, new) if vectors is None else vectors)
         self.catalogue = table
         self.__dict__.pop("titles", None)
+        self.retriever.items_added()
 
     def _appended(self, ids: list[str], fields: list[dict[str, str]]) -> tuple[ItemTable, np.ndarray]:
         table = self.catalogue.appended(ids, fields)
@@ -152,8 +160,10 @@ class Bundle:
         cols = np.flatnonzero(blocked)
         exclude = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
                                 shape=(1, n_items))
-        scorer = self.model if text is None else _TextScorer(self.model, text)
-        ids, scores = recommend(scorer, queries, k, exclude)
+        if text is None:
+            ids, scores = self.retriever.top_k(queries, k, exclude)
+        else:  # free text: scored exactly (the index holds what histories are compared with)
+            ids, scores = recommend(_TextScorer(self.model, text), queries, k, exclude)
         return [Recommendation(str(self.items.raw(int(i))), str(self.titles[i]), float(s))
                 for i, s in zip(ids[0], scores[0]) if np.isfinite(s)]
 

@@ -285,11 +285,13 @@ def serve(
                                                 "(default: $LMREC_API_KEY; without one, writes are refused)."),
     keyed_reads: bool = typer.Option(False, "--keyed-reads", help="Require the API key for reads too."),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes on the one port (they share the store)."),
+    retrieval: str = typer.Option("auto", help="How the top k are found: exact | hnsw | ivf (FAISS, re-scored "
+                                  "exactly) | auto (exact below 100,000 items)."),
 ) -> None:
     """Serve a bundle over HTTP: recommendations by user, session, free text or item, a feedback loop
     (POST /events) that changes the next answer, cold-start items (POST /items) and a swap to a refit
     bundle (POST /admin/reload). API docs at /docs, schema at /openapi.json."""
-    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers)
+    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval)
 
 
 @app.command()

@@ -24,6 +24,7 @@ from lmrec.models.text_query import TextQuery
 from lmrec.models.two_tower import TwoTowerLM
 from lmrec.progress import logger, report
 from lmrec.registry import create, load_model
+from lmrec.retrieval import KINDS as RETRIEVAL_KINDS
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import default_template, item_vectors
@@ -239,7 +240,8 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,
-          api_key_file: str | Path | None = None, keyed_reads: bool = False, workers: int = 1) -> None:
+          api_key_file: str | Path | None = None, keyed_reads: bool = False, workers: int = 1,
+          retrieval: str = "auto") -> None:
     """Serve a bundle over HTTP until interrupted (``lmrec.serve``); the API key comes from
     ``api_key_file`` or ``LMREC_API_KEY``. ``workers`` > 1 runs that many processes on one port; they share
     the event store, which is what keeps their answers the same."""
@@ -251,12 +253,14 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
         raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): pip install 'lmrec[serve]'") from None
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if retrieval not in RETRIEVAL_KINDS:
+        raise ConfigError(f"retrieval must be one of {', '.join(RETRIEVAL_KINDS)}, got {retrieval!r}")
     key = api_key_from(os.environ.get("LMREC_API_KEY"), api_key_file)
     if keyed_reads and key is None:
         raise ConfigError("keyed_reads needs an API key: set LMREC_API_KEY or pass an API key file")
     writes = "need the API key" if key else "are disabled (no API key set)"
     if workers == 1:
-        app = create_app(bundle, store, key, keyed_reads)
+        app = create_app(bundle, store, key, keyed_reads, retrieval)  # type: ignore[arg-type]
         report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.state.model.name, host, port,
                writes)
         uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -264,7 +268,8 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
     Bundle.load(bundle)  # fail here, once, rather than in every worker
     # Worker processes build their app from the environment (uvicorn imports the factory in each).
     os.environ[SERVE_ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "keyed_reads": keyed_reads,
-                                        "store": None if store is None else str(Path(store).resolve())})
+                                        "store": None if store is None else str(Path(store).resolve()),
+                                        "retrieval": retrieval})
     if key is not None:
         os.environ["LMREC_API_KEY"] = key
     report("serving %s with %d workers on http://%s:%d; writes %s", bundle, workers, host, port, writes)

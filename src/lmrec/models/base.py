@@ -263,6 +263,16 @@ class Recommender(Model):
         False when it fits from scratch (models without iterative training)."""
         return False
 
+    # --- retrieval (lmrec.retrieval): models whose scores are inner products say so ----------------------------
+    def retrieval_items(self) -> np.ndarray | None:
+        """``[n_items, d]`` item vectors such that ``score`` is ``retrieval_queries(q) @ retrieval_items().T``,
+        or None when the scores are no inner product (then every item is scored exactly)."""
+        return None
+
+    def retrieval_queries(self, queries: Queries) -> np.ndarray | None:
+        """``[len(queries), d]`` query vectors for ``retrieval_items`` (None: score these queries exactly)."""
+        return None
+
     def _new_rows(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
         """``new`` as indices, after checking they are the last rows of ``items`` and follow the model's."""
         self._check_fitted()

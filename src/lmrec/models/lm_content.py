@@ -57,6 +57,13 @@ class LMContent(Recommender):
         self._check_fitted()
         return self.user_vectors(queries) @ self.item_vectors_.T
 
+    # --- retrieval: the scores are inner products of these ----------------------------------------------------
+    def retrieval_items(self) -> np.ndarray:
+        return self.item_vectors_
+
+    def retrieval_queries(self, queries: Queries) -> np.ndarray:
+        return self.user_vectors(queries)
+
     # --- serving: new items and free text, read by the encoder the model was fitted with ---------------------
     def _encoder(self) -> TextEncoder:
         if getattr(self, "_text_encoder", None) is None:

@@ -45,6 +45,13 @@ class SASRecNet(nn.Module):
     def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (states * items).sum(-1)
 
+    # ``similarity`` is already an inner product: both sides are their own retrieval vectors
+    def dot_queries(self, states: torch.Tensor) -> torch.Tensor:
+        return states
+
+    def dot_items(self, items: torch.Tensor) -> torch.Tensor:
+        return items
+
 
 class SASRec(SequentialRecommender):
     """Self-attentive sequential recommendation (Kang & McAuley, 2018), with full-softmax cross-entropy

@@ -150,6 +150,23 @@ class SequentialRecommender(Recommender):
             out[empty] = self.popularity_
         return out
 
+    # --- retrieval: scores as inner products (lmrec.retrieval searches them with an index) ------------------
+    def retrieval_items(self) -> np.ndarray | None:
+        net = self._net()
+        if not hasattr(net, "dot_items"):
+            return None
+        with torch.no_grad():
+            return net.dot_items(self._item_table(net)).float().cpu().numpy()
+
+    def retrieval_queries(self, queries: Queries) -> np.ndarray | None:
+        net = self._net()
+        if not hasattr(net, "dot_queries") or any(len(s) == 0 for s in queries.sequences):
+            return None  # an empty history gets popularity scores, which are no inner product
+        device = next(net.parameters()).device
+        with torch.no_grad():
+            batch = query_batch(queries.sequences, self.config.max_len).to(device)
+            return net.dot_queries(net.encode_queries(batch)).float().cpu().numpy()
+
     def _net(self) -> Any:
         if self.net_ is None:
             raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")

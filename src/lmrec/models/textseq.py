@@ -205,6 +205,17 @@ class TextSeqNet(nn.Module):
         # both parts are unit vectors and constants (no gradient): only the scale learns from this product
         return logits + self.prior.scale * (states[..., d:] @ items[..., d:].T)
 
+    # ``similarity`` as one inner product, dot_queries(s) @ dot_items(i).T (an index searches that form)
+    def dot_queries(self, states: torch.Tensor) -> torch.Tensor:
+        d = self.c.dim
+        s = states[..., :d] if self.c.similarity == "dot" else F.normalize(states[..., :d], dim=-1) / self.c.temperature
+        return s if self.prior is None else torch.cat([s, self.prior.scale * states[..., d:]], dim=-1)
+
+    def dot_items(self, items: torch.Tensor) -> torch.Tensor:
+        d = self.c.dim
+        i = items[..., :d] if self.c.similarity == "dot" else F.normalize(items[..., :d], dim=-1)
+        return i if self.prior is None else torch.cat([i, items[..., d:]], dim=-1)
+
     def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         d = self.c.dim
         s, i = states[..., :d], items[..., :d]

@@ -26,6 +26,7 @@ import numpy as np
 from lmrec.bundle import Bundle, Recommendation
 from lmrec.errors import ConfigError, LmrecError
 from lmrec.progress import logger
+from lmrec.retrieval import RetrievalKind, Retriever
 from lmrec.serve.store import Event, EventStore, StoredEvent, StoredItem
 
 EVENT_TYPES = ("view", "click", "cart", "purchase", "like", "rating", "dislike")
@@ -75,8 +76,9 @@ class ReadWriteLock:
 class ServiceState:
     """Thread-safe: events are appended under a lock; answers read a consistent copy of a history."""
 
-    def __init__(self, bundle: Bundle, store: EventStore):
+    def __init__(self, bundle: Bundle, store: EventStore, retrieval: RetrievalKind = "auto"):
         self.bundle, self.store, self.model = bundle, store, bundle.model
+        bundle.retriever = Retriever(bundle.model, retrieval)
         self.users = bundle.users
         folded = bundle.meta.get("store", {})  # what a refit bundle already holds
         self.last_seq = int(folded.get("events_through", 0))
@@ -105,7 +107,7 @@ class ServiceState:
         items = self.store.items(after=self.last_item_seq)
         if items:
             self._apply_items(items)
-        self._apply(list(self.store.events(after=self.last_seq)))
+        self._apply_events()
 
     def _apply_items(self, stored: Sequence[StoredItem], encoded: dict[str, np.ndarray] | None = None) -> None:
         """Add stored items to the catalogue, in store order; ``encoded``: vectors already computed, by id."""
@@ -131,7 +133,7 @@ class ServiceState:
                 raise ConfigError(f"event type {e.type!r} is not one of {', '.join(EVENT_TYPES)}")
             self.item_index(e.item)
         stored = self.store.append(events)
-        self._apply(stored)
+        self._apply_events()
         return stored
 
     def add_item(self, item: str, fields: dict[str, str]) -> int:
@@ -142,11 +144,12 @@ class ServiceState:
         self._apply_items(self.store.items(after=self.last_item_seq), {item: vectors})
         return self.items.index(item)
 
-    def _apply(self, stored: Sequence[StoredEvent]) -> None:
+    def _apply_events(self) -> None:
+        """Apply the store's events after ``last_seq``, in order. Always read back from the store, never from a
+        writer's own list: two writers commit seq 10 and 11, and the one with 11 may get here first; reading
+        under the lock applies 10 before 11 whoever comes first (a committed seq is never behind a gap)."""
         with self._lock:
-            for s in sorted(stored, key=lambda s: s.seq):
-                if s.seq <= self.last_seq:
-                    continue  # already applied (a retried event id, or a racing writer)
+            for s in self.store.events(after=self.last_seq):
                 self.last_seq = s.seq
                 if s.type not in NOT_HISTORY and s.item in self.items:
                     self._extra.setdefault(s.user, []).append(self.items.index(s.item))
@@ -216,14 +219,14 @@ class Service:
     old state while the new one loads, so no request fails during a swap.
     """
 
-    def __init__(self, bundle_dir: str | Path, store: EventStore):
-        self.store = store
+    def __init__(self, bundle_dir: str | Path, store: EventStore, retrieval: RetrievalKind = "auto"):
+        self.store, self.retrieval = store, retrieval
         generation, serving = store.serving()
         path = str(Path(bundle_dir).resolve())
         if serving != path:  # started on another bundle than the store last served: that is the operator's choice
             generation = store.set_serving(path)
         self.generation, self.bundle_dir = generation, Path(path)
-        self.state = ServiceState(Bundle.load(path), store)
+        self.state = ServiceState(Bundle.load(path), store, retrieval)
         self._reloading = threading.Lock()
 
     def current(self) -> ServiceState:
@@ -243,7 +246,7 @@ class Service:
         """Load ``bundle_dir`` (checked in full), then swap it in for every worker."""
         with self._reloading:
             path = Path(bundle_dir).resolve()
-            state = ServiceState(Bundle.load(path), self.store)
+            state = ServiceState(Bundle.load(path), self.store, self.retrieval)
             self.state, self.bundle_dir = state, path
             self.generation = self.store.set_serving(str(path))
             logger.info("now serving %s (%s)", path, state.model.name)
@@ -252,7 +255,7 @@ class Service:
 
     def _swap(self, path: Path, generation: int) -> None:
         try:
-            state = ServiceState(Bundle.load(path), self.store)
+            state = ServiceState(Bundle.load(path), self.store, self.retrieval)
         except LmrecError as exc:
             logger.error("cannot follow the reload to %s: %s; still serving %s", path, exc, self.bundle_dir)
             self.generation = generation  # do not retry on every request
