@@ -287,11 +287,13 @@ def serve(
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes on the one port (they share the store)."),
     retrieval: str = typer.Option("auto", help="How the top k are found: exact | hnsw | ivf (FAISS, re-scored "
                                   "exactly) | auto (exact below 100,000 items)."),
+    int8_queries: bool = typer.Option(False, "--int8-queries", help="Encode free-text queries with an int8 copy "
+                                      "of the model's encoder (CPU; see docs/benchmarks.md for speed and quality)."),
 ) -> None:
     """Serve a bundle over HTTP: recommendations by user, session, free text or item, a feedback loop
     (POST /events) that changes the next answer, cold-start items (POST /items) and a swap to a refit
     bundle (POST /admin/reload). API docs at /docs, schema at /openapi.json."""
-    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval)
+    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval, int8_queries)
 
 
 @app.command()

@@ -241,7 +241,7 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,
           api_key_file: str | Path | None = None, keyed_reads: bool = False, workers: int = 1,
-          retrieval: str = "auto") -> None:
+          retrieval: str = "auto", int8_queries: bool = False) -> None:
     """Serve a bundle over HTTP until interrupted (``lmrec.serve``); the API key comes from
     ``api_key_file`` or ``LMREC_API_KEY``. ``workers`` > 1 runs that many processes on one port; they share
     the event store, which is what keeps their answers the same."""
@@ -260,7 +260,7 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
         raise ConfigError("keyed_reads needs an API key: set LMREC_API_KEY or pass an API key file")
     writes = "need the API key" if key else "are disabled (no API key set)"
     if workers == 1:
-        app = create_app(bundle, store, key, keyed_reads, retrieval)  # type: ignore[arg-type]
+        app = create_app(bundle, store, key, keyed_reads, retrieval, int8_queries)  # type: ignore[arg-type]
         report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.state.model.name, host, port,
                writes)
         uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -269,7 +269,7 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
     # Worker processes build their app from the environment (uvicorn imports the factory in each).
     os.environ[SERVE_ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "keyed_reads": keyed_reads,
                                         "store": None if store is None else str(Path(store).resolve()),
-                                        "retrieval": retrieval})
+                                        "retrieval": retrieval, "int8_queries": int8_queries})
     if key is not None:
         os.environ["LMREC_API_KEY"] = key
     report("serving %s with %d workers on http://%s:%d; writes %s", bundle, workers, host, port, writes)

@@ -108,3 +108,15 @@ def test_hashing_and_tfidf_encoders():
     v = t.encode(["red nail polish"])
     assert v.shape == (1, t.dim) and t.encode_sparse(["red nail polish"]).nnz == 3
     assert TfidfEncoder().fit(TEXTS[:2]).fingerprint != t.fingerprint
+
+
+def test_int8_copy_gives_close_vectors_under_its_own_fingerprint(tiny_bert):
+    fp32 = HFEncoder(tiny_bert, pooling="mean", device="cpu")
+    int8 = fp32.int8_copy()
+    a, b = fp32.encode(TEXTS), int8.encode(TEXTS)
+    cosines = (a * b).sum(1)  # both L2-normalised
+    assert cosines.min() > 0.95 and not np.allclose(a, b)  # close, but really quantised
+    assert int8.fingerprint != fp32.fingerprint and "int8" in int8.name
+    # the quantised model holds int8 linear layers
+    int8._load()
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8._model.modules())

@@ -12,7 +12,7 @@ from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
-from lmrec.models.text_query import TextQuery
+from lmrec.models.text_query import QueryEncoding, TextQuery
 from lmrec.text.encoder import DEFAULT_ENCODER, TextEncoder, load_encoder
 from lmrec.text.texts import item_vectors, matching_encoder, new_item_vectors
 
@@ -29,7 +29,7 @@ class LMContentConfig(BaseModel):
     max_length: int = Field(128, ge=8, description="tokens per item text (longer texts are truncated)")
 
 
-class LMContent(Recommender):
+class LMContent(QueryEncoding, Recommender):
     """score(u, i) = <user vector, item vector> over every item with text, including items nobody has
     interacted with yet (cold-start items). Item vectors come from the embedding cache."""
 
@@ -89,7 +89,7 @@ class LMContent(Recommender):
         self._check_fitted()
         if len(texts) != len(queries):
             raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
-        query = TextQuery(self._encoder(), self.item_vectors_)
+        query = TextQuery(self._query_encoder(), self.item_vectors_)
         users = self.user_vectors(queries)
         return np.stack([query.scores(text, u, 0.5 if np.any(u) else 0.0) for text, u in zip(texts, users)])
 

@@ -71,3 +71,24 @@ class TextQuery:
 def _unit(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
+
+
+class QueryEncoding:
+    """For models that read free-text queries with their item encoder (``_encoder()``): ``int8_queries``
+    switches queries to an int8 copy of it (CPU; ``bench/query_int8.py`` measures speed and quality). Item
+    vectors always come from the float32 encoder the model was trained with."""
+
+    int8_queries: bool = False
+
+    def _encoder(self) -> TextEncoder:
+        raise NotImplementedError
+
+    def _query_encoder(self) -> TextEncoder:
+        if not self.int8_queries:
+            return self._encoder()
+        if getattr(self, "_int8_encoder", None) is None:
+            encoder = self._encoder()
+            if not hasattr(encoder, "int8_copy"):
+                raise ConfigError(f"int8 queries need a Hugging Face encoder; {encoder!r} has no int8 form")
+            self._int8_encoder = encoder.int8_copy()
+        return self._int8_encoder

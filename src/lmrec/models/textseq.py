@@ -31,6 +31,7 @@ from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.sequential import SequentialConfig, SequentialRecommender
+from lmrec.models.text_query import QueryEncoding
 from lmrec.nn.adaptor import MoEAdaptor
 from lmrec.nn.transformer import CausalEncoder
 from lmrec.text import backbone
@@ -228,7 +229,7 @@ class TextSeqNet(nn.Module):
         return sims + self.prior.scale * (states[..., d:] * items[..., d:]).sum(-1)
 
 
-class TextSeqRec(SequentialRecommender):
+class TextSeqRec(QueryEncoding, SequentialRecommender):
     """Text-based transferable sequential recommender (UniSRec-style adaptor, trained from scratch here)."""
 
     name = "textseq"
@@ -297,7 +298,7 @@ class TextSeqRec(SequentialRecommender):
             raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
         net = self._net()
         device = next(net.parameters()).device
-        text = torch.as_tensor(self._encoder().encode(texts), dtype=torch.float32, device=device)
+        text = torch.as_tensor(self._query_encoder().encode(texts), dtype=torch.float32, device=device)
         with torch.no_grad():
             # one position is the text's: the history keeps its most recent max_len - 1 items
             batch = query_batch(queries.sequences, max(self.config.max_len - 1, 1)).to(device)

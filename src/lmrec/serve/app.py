@@ -129,13 +129,14 @@ class UserResponse(BaseModel):
 
 
 def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api_key: str | None = None,
-               keyed_reads: bool = False, retrieval: RetrievalKind = "auto") -> FastAPI:
+               keyed_reads: bool = False, retrieval: RetrievalKind = "auto", int8_queries: bool = False) -> FastAPI:
     """The service for one bundle; events go to ``store_path`` (default: ``events.sqlite`` beside the
     bundle folder, never inside it: the bundle stays as trained). ``retrieval``: how the top k are found
-    (``lmrec.retrieval``: exact, or a FAISS index; auto chooses by catalogue size)."""
+    (``lmrec.retrieval``: exact, or a FAISS index; auto chooses by catalogue size). ``int8_queries``: encode
+    free-text queries with an int8 copy of the model's encoder (CPU)."""
     bundle_dir = Path(bundle_dir)
     store = EventStore(store_path or bundle_dir.with_name(bundle_dir.name + ".events.sqlite"))
-    service = Service(bundle_dir, store, retrieval)
+    service = Service(bundle_dir, store, retrieval, int8_queries)
     fields = service.state.bundle.catalogue.fields
     # The schema names the catalogue's own fields, so a client (and a schema-driven test) sees which exist.
     field_name: Any = Literal[tuple(fields)] if fields else FieldName
@@ -271,7 +272,7 @@ def app_from_environment() -> FastAPI:
     """The app of one worker of ``lmrec serve --workers N`` (uvicorn calls this in each process)."""
     options = json.loads(os.environ[SERVE_ENV])
     return create_app(options["bundle"], options["store"], os.environ.get("LMREC_API_KEY") or None,
-                      options["keyed_reads"], options["retrieval"])
+                      options["keyed_reads"], options["retrieval"], options["int8_queries"])
 
 
 def api_key_from(env_value: str | None, key_file: str | Path | None) -> str | None:

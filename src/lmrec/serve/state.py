@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lmrec.bundle import Bundle, Recommendation
-from lmrec.errors import ConfigError, LmrecError
+from lmrec.errors import ConfigError, LmrecError, Unsupported
 from lmrec.progress import logger
 from lmrec.retrieval import RetrievalKind, Retriever
 from lmrec.serve.store import Event, EventStore, StoredEvent, StoredItem
@@ -76,9 +76,13 @@ class ReadWriteLock:
 class ServiceState:
     """Thread-safe: events are appended under a lock; answers read a consistent copy of a history."""
 
-    def __init__(self, bundle: Bundle, store: EventStore, retrieval: RetrievalKind = "auto"):
+    def __init__(self, bundle: Bundle, store: EventStore, retrieval: RetrievalKind = "auto", int8_queries: bool = False):
         self.bundle, self.store, self.model = bundle, store, bundle.model
         bundle.retriever = Retriever(bundle.model, retrieval)
+        if int8_queries:
+            if not hasattr(self.model, "int8_queries"):
+                raise Unsupported(f"the {self.model.name!r} model reads no free text: int8 queries do not apply")
+            self.model.int8_queries = True
         self.users = bundle.users
         folded = bundle.meta.get("store", {})  # what a refit bundle already holds
         self.last_seq = int(folded.get("events_through", 0))
@@ -219,14 +223,15 @@ class Service:
     old state while the new one loads, so no request fails during a swap.
     """
 
-    def __init__(self, bundle_dir: str | Path, store: EventStore, retrieval: RetrievalKind = "auto"):
-        self.store, self.retrieval = store, retrieval
+    def __init__(self, bundle_dir: str | Path, store: EventStore, retrieval: RetrievalKind = "auto",
+                 int8_queries: bool = False):
+        self.store, self.options = store, {"retrieval": retrieval, "int8_queries": int8_queries}
         generation, serving = store.serving()
         path = str(Path(bundle_dir).resolve())
         if serving != path:  # started on another bundle than the store last served: that is the operator's choice
             generation = store.set_serving(path)
         self.generation, self.bundle_dir = generation, Path(path)
-        self.state = ServiceState(Bundle.load(path), store, retrieval)
+        self.state = ServiceState(Bundle.load(path), store, **self.options)
         self._reloading = threading.Lock()
 
     def current(self) -> ServiceState:
@@ -246,7 +251,7 @@ class Service:
         """Load ``bundle_dir`` (checked in full), then swap it in for every worker."""
         with self._reloading:
             path = Path(bundle_dir).resolve()
-            state = ServiceState(Bundle.load(path), self.store, self.retrieval)
+            state = ServiceState(Bundle.load(path), self.store, **self.options)
             self.state, self.bundle_dir = state, path
             self.generation = self.store.set_serving(str(path))
             logger.info("now serving %s (%s)", path, state.model.name)
@@ -255,7 +260,7 @@ class Service:
 
     def _swap(self, path: Path, generation: int) -> None:
         try:
-            state = ServiceState(Bundle.load(path), self.store, self.retrieval)
+            state = ServiceState(Bundle.load(path), self.store, **self.options)
         except LmrecError as exc:
             logger.error("cannot follow the reload to %s: %s; still serving %s", path, exc, self.bundle_dir)
             self.generation = generation  # do not retry on every request

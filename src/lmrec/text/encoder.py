@@ -97,9 +97,12 @@ class HFEncoder:
     def __init__(
         self, model: str | Path, pooling: Pooling | None = None, normalize: bool = True, max_length: int = 256,
         batch_size: int = 64, device: str = "auto", dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto",
-        instruction: str = "", revision: str | None = None, name: str | None = None,
+        instruction: str = "", revision: str | None = None, name: str | None = None, int8: bool = False,
     ):
         self.path = backbone.resolve_model_path(model, revision)
+        if int8 and pick_device(device) != "cpu":
+            raise ConfigError("int8 quantisation is for CPU inference; use device cpu or leave int8 off")
+        self.int8 = int8
         self.name = name or str(model)
         self.normalize, self.max_length, self.batch_size = normalize, max_length, batch_size
         self.instruction, self.device_request, self.dtype_request = instruction, device, dtype
@@ -110,7 +113,7 @@ class HFEncoder:
         self.pooling: Pooling = pooling
         self._dim = backbone.hidden_size(config, self.path / "config.json")
         self._fingerprint = _digest("hf", folder_digest(self.path), pooling, normalize, max_length, instruction,
-                                    self._torch_dtype_name())
+                                    self._torch_dtype_name(), *(["int8"] if int8 else []))
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -138,7 +141,16 @@ class HFEncoder:
         self._tokenizer = backbone.load_tokenizer(self.path)
         self._model = backbone.load_model(self.path, dtype=self._torch_dtype_name())
         self._model.to(device).eval()
+        if self.int8:
+            self._model = backbone.quantize_int8(self._model)
         self._device = device
+
+    def int8_copy(self) -> HFEncoder:
+        """The same encoder with int8 linear layers (CPU): for queries, whose vectors only need to be close to
+        the float32 item vectors they are compared with. Its fingerprint differs: it never fills the cache
+        under the float32 name."""
+        return HFEncoder(self.path, self.pooling, self.normalize, self.max_length, self.batch_size, "cpu",
+                         "float32", self.instruction, name=f"{self.name} (int8)", int8=True)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """float32 ``[len(texts), dim]`` in input order (encoded longest-first in batches)."""
