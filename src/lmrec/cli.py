@@ -289,11 +289,12 @@ def serve(
                                   "exactly) | auto (exact below 100,000 items)."),
     int8_queries: bool = typer.Option(False, "--int8-queries", help="Encode free-text queries with an int8 copy "
                                       "of the model's encoder (CPU; see docs/benchmarks.md for speed and quality)."),
+    threads: int = typer.Option(1, min=1, max=256, help="Torch threads per worker (more workers scale better)."),
 ) -> None:
     """Serve a bundle over HTTP: recommendations by user, session, free text or item, a feedback loop
     (POST /events) that changes the next answer, cold-start items (POST /items) and a swap to a refit
     bundle (POST /admin/reload). API docs at /docs, schema at /openapi.json."""
-    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval, int8_queries)
+    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval, int8_queries, threads)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lmrec.bundle import Bundle, Recommendation, write_bundle
 from lmrec.data import PrepareConfig, Prepared, get_spec, list_datasets, load_dataset, prepare
@@ -241,18 +242,20 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,
           api_key_file: str | Path | None = None, keyed_reads: bool = False, workers: int = 1,
-          retrieval: str = "auto", int8_queries: bool = False) -> None:
+          retrieval: str = "auto", int8_queries: bool = False, threads: int = 1) -> None:
     """Serve a bundle over HTTP until interrupted (``lmrec.serve``); the API key comes from
     ``api_key_file`` or ``LMREC_API_KEY``. ``workers`` > 1 runs that many processes on one port; they share
-    the event store, which is what keeps their answers the same."""
+    the event store, which is what keeps their answers the same. ``threads``: torch threads per worker
+    (1: a request's tensors are small, and more threads spin against each other and the HTTP work; scale
+    with workers instead)."""
     try:  # FastAPI and uvicorn are the optional 'serve' extra: import them only when serving
         import uvicorn
 
         from lmrec.serve.app import SERVE_ENV, api_key_from, create_app
     except ImportError as exc:
         raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): pip install 'lmrec[serve]'") from None
-    if workers < 1:
-        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if workers < 1 or threads < 1:
+        raise ConfigError(f"workers and threads must be at least 1, got {workers} and {threads}")
     if retrieval not in RETRIEVAL_KINDS:
         raise ConfigError(f"retrieval must be one of {', '.join(RETRIEVAL_KINDS)}, got {retrieval!r}")
     key = api_key_from(os.environ.get("LMREC_API_KEY"), api_key_file)
@@ -260,6 +263,7 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
         raise ConfigError("keyed_reads needs an API key: set LMREC_API_KEY or pass an API key file")
     writes = "need the API key" if key else "are disabled (no API key set)"
     if workers == 1:
+        torch.set_num_threads(threads)
         app = create_app(bundle, store, key, keyed_reads, retrieval, int8_queries)  # type: ignore[arg-type]
         report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.state.model.name, host, port,
                writes)
@@ -269,7 +273,7 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
     # Worker processes build their app from the environment (uvicorn imports the factory in each).
     os.environ[SERVE_ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "keyed_reads": keyed_reads,
                                         "store": None if store is None else str(Path(store).resolve()),
-                                        "retrieval": retrieval, "int8_queries": int8_queries})
+                                        "retrieval": retrieval, "int8_queries": int8_queries, "threads": threads})
     if key is not None:
         os.environ["LMREC_API_KEY"] = key
     report("serving %s with %d workers on http://%s:%d; writes %s", bundle, workers, host, port, writes)

@@ -59,7 +59,7 @@ class Retriever:
         if self.kind == "exact" or exclude.getnnz(axis=1).max(initial=0) > n // 2:
             return recommend(self.model, queries, k, exclude)
         q = self.model.retrieval_queries(queries)
-        vectors = self._ready()
+        vectors = self.build()
         if q is None or vectors is None:
             return recommend(self.model, queries, k, exclude)
         q = np.ascontiguousarray(q, dtype=np.float32)
@@ -87,8 +87,8 @@ class Retriever:
         self._index.add(vectors[self._index.ntotal:])
         self._vectors = vectors
 
-    def _ready(self) -> np.ndarray | None:
-        """Build the index on first use (the item vectors are fixed for a loaded model)."""
+    def build(self) -> np.ndarray | None:
+        """Build the index (done on first use; the item vectors are fixed for a loaded model); the vectors."""
         if self._index is None:
             vectors = self.model.retrieval_items()
             if vectors is None:

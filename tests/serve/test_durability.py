@@ -30,9 +30,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(bundle, store, port):
+def start(bundle, store, port, *options):
     proc = subprocess.Popen([sys.executable, "-m", "lmrec.cli", "serve", str(bundle), "--port", str(port),
-                             "--store", str(store)], env={**os.environ, "LMREC_API_KEY": KEY},
+                             "--store", str(store), *options], env={**os.environ, "LMREC_API_KEY": KEY},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -171,6 +171,27 @@ def test_a_swap_to_a_refit_bundle_mid_stream_fails_nothing_and_loses_nothing(bun
             assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
             answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
             assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_workers_answer_alike_whichever_gets_the_request(bundles, tmp_path):
+    port = free_port()
+    server = start(bundles["sasrec"], tmp_path / "w.sqlite", port, "--workers", "2")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        r = httpx.post(f"{base}/events", json={"events": [{"user": "w-new", "item": "i3"}, {"user": "w-new", "item": "i5"}]},
+                       headers={"X-API-Key": KEY})
+        assert r.status_code == 200
+        answers = set()
+        for _ in range(30):  # a new connection each time: the kernel spreads them over the workers
+            with httpx.Client(base_url=base) as client:
+                got = client.post("/recommend", json={"user_id": "w-new", "k": 5})
+                assert got.status_code == 200, got.text
+                answers.add(tuple((x["id"], x["score"]) for x in got.json()["items"]))
+        assert len(answers) == 1
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -89,7 +89,7 @@ class LMContent(QueryEncoding, Recommender):
         self._check_fitted()
         if len(texts) != len(queries):
             raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
-        query = TextQuery(self._query_encoder(), self.item_vectors_)
+        query = TextQuery(self.query_encoder(), self.item_vectors_)
         users = self.user_vectors(queries)
         return np.stack([query.scores(text, u, 0.5 if np.any(u) else 0.0) for text, u in zip(texts, users)])
 

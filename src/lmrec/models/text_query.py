@@ -83,7 +83,7 @@ class QueryEncoding:
     def _encoder(self) -> TextEncoder:
         raise NotImplementedError
 
-    def _query_encoder(self) -> TextEncoder:
+    def query_encoder(self) -> TextEncoder:
         if not self.int8_queries:
             return self._encoder()
         if getattr(self, "_int8_encoder", None) is None:

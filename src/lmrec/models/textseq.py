@@ -298,7 +298,7 @@ class TextSeqRec(QueryEncoding, SequentialRecommender):
             raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
         net = self._net()
         device = next(net.parameters()).device
-        text = torch.as_tensor(self._query_encoder().encode(texts), dtype=torch.float32, device=device)
+        text = torch.as_tensor(self.query_encoder().encode(texts), dtype=torch.float32, device=device)
         with torch.no_grad():
             # one position is the text's: the history keeps its most recent max_len - 1 items
             batch = query_batch(queries.sequences, max(self.config.max_len - 1, 1)).to(device)

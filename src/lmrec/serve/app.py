@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import torch
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -271,6 +272,7 @@ SERVE_ENV = "LMREC_SERVE"  # how `lmrec serve --workers N` tells each worker pro
 def app_from_environment() -> FastAPI:
     """The app of one worker of ``lmrec serve --workers N`` (uvicorn calls this in each process)."""
     options = json.loads(os.environ[SERVE_ENV])
+    torch.set_num_threads(options["threads"])
     return create_app(options["bundle"], options["store"], os.environ.get("LMREC_API_KEY") or None,
                       options["keyed_reads"], options["retrieval"], options["int8_queries"])
 
