@@ -288,9 +288,13 @@ class TextSeqRec(QueryEncoding, SequentialRecommender):
         self.inputs_ = {**self.inputs_, "lm": np.concatenate([self.inputs_["lm"], vectors]),
                         "has_text": np.concatenate([self.inputs_["has_text"], np.ones(len(new), dtype=bool)])}
         self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(new), dtype=np.float32)])
-        self._net().extend(vectors)
+        net = self._net()
+        net.extend(vectors)
         self.n_items_ += len(new)
-        self._table = None
+        if self._table is not None and not self.live_weights:  # adapt the new rows only, not the catalogue
+            with torch.no_grad():
+                rows = net.item_table(torch.as_tensor(np.asarray(new), device=self._table.device))
+            self._table = torch.cat([self._table, rows])
 
     def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
         self._check_fitted()

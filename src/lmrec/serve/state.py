@@ -39,17 +39,19 @@ class NotFound(LmrecError):
 
 class ReadWriteLock:
     """Many readers (answers) or one writer (a change to the catalogue and model): adding an item must
-    never be seen half done by a request scoring at the same time."""
+    never be seen half done by a request scoring at the same time. A waiting writer goes before readers
+    that arrive after it, so a steady stream of requests cannot hold an item back for ever."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
+        self._writers_waiting = 0
 
     @contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            while self._writing:
+            while self._writing or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
         try:
@@ -62,8 +64,10 @@ class ReadWriteLock:
     @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
+            self._writers_waiting += 1
             while self._writing or self._readers:
                 self._cond.wait()
+            self._writers_waiting -= 1
             self._writing = True
         try:
             yield
@@ -83,6 +87,8 @@ class ServiceState:
             if not hasattr(self.model, "int8_queries"):
                 raise Unsupported(f"the {self.model.name!r} model reads no free text: int8 queries do not apply")
             self.model.int8_queries = True
+        if hasattr(self.model, "query_encoder"):  # load the text encoder now, not in the first query's time
+            self.model.query_encoder().encode(["warm-up"])
         self.users = bundle.users
         folded = bundle.meta.get("store", {})  # what a refit bundle already holds
         self.last_seq = int(folded.get("events_through", 0))

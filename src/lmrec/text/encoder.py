@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -54,6 +55,11 @@ def check_texts(texts: Sequence[Any]) -> list[str]:
         if not t.strip():
             raise DataError(f"text {i} is empty; drop it or give the item some text (see ItemTable.render)")
     return out
+
+
+# One model load at a time in a process: transformers imports its classes lazily, and two threads importing
+# at once can see a half-initialised module ("cannot import name AutoTokenizer").
+_LOADING = threading.RLock()
 
 
 def _digest(*parts: object) -> str:
@@ -135,15 +141,18 @@ class HFEncoder:
         return "float16" if device == "cuda" else "float32"
 
     def _load(self) -> None:
-        if self._model is not None:
-            return
+        with _LOADING:  # threads of a service may ask at once; one loads, the others wait
+            if self._model is None:
+                self._load_now()
+
+    def _load_now(self) -> None:
         device = pick_device(self.device_request)
-        self._tokenizer = backbone.load_tokenizer(self.path)
-        self._model = backbone.load_model(self.path, dtype=self._torch_dtype_name())
-        self._model.to(device).eval()
+        tokenizer = backbone.load_tokenizer(self.path)
+        model = backbone.load_model(self.path, dtype=self._torch_dtype_name())
+        model.to(device).eval()
         if self.int8:
-            self._model = backbone.quantize_int8(self._model)
-        self._device = device
+            model = backbone.quantize_int8(model)
+        self._tokenizer, self._device, self._model = tokenizer, device, model  # the model last: it says "loaded"
 
     def int8_copy(self) -> HFEncoder:
         """The same encoder with int8 linear layers (CPU): for queries, whose vectors only need to be close to
@@ -206,10 +215,12 @@ class SentenceTransformerEncoder:
         return self._dim
 
     def _load(self) -> None:
-        if self._model is None:
-            self._model = backbone.load_sentence_transformer(self.path, self.device)
-            if self.max_length is not None:
-                self._model.max_seq_length = self.max_length
+        with _LOADING:
+            if self._model is None:
+                model = backbone.load_sentence_transformer(self.path, self.device)
+                if self.max_length is not None:
+                    model.max_seq_length = self.max_length
+                self._model = model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = check_texts(texts)
