@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from provenance import stamp
 
 from lmrec.data import prepare
 from lmrec.data.queries import Queries
 from lmrec.models.lm_content import LMContent
+from lmrec.models.text_query import split_query
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "query_int8.json"
@@ -37,10 +39,12 @@ def main() -> None:
     model = LMContent().fit(prepared.split.train, prepared.items)
     titles = prepared.items.titles()
     rng = np.random.default_rng(0)
-    pool = np.flatnonzero([len(str(t).split()) >= 6 for t in titles])
+    # titles of six words or more whose first four words hold no negation ("No Crease Hair Ties" would be one)
+    pool = np.flatnonzero([len(str(t).split()) >= 6 and not split_query(" ".join(str(t).split()[:4]))[1]
+                           for t in titles])
     sources = rng.choice(pool, min(args.queries, len(pool)), replace=False)
     texts = [" ".join(str(titles[i]).split()[:4]) for i in sources]
-    empty = Queries(np.array([0]), None, [np.zeros(0, dtype=np.int64)])
+    empty = Queries(np.array([0]), sp.csr_matrix((1, len(titles)), dtype=np.float32), [np.zeros(0, dtype=np.int64)])
 
     runs = {}
     for mode in ("float32", "int8"):

@@ -25,7 +25,7 @@ from lmrec.eval import recommend
 RetrievalKind = Literal["auto", "exact", "hnsw", "ivf"]
 KINDS = ("auto", "exact", "hnsw", "ivf")
 EXACT_UP_TO = 100_000  # auto: below this many items, exact scoring is fast enough (a few ms on 2 cores)
-IVF_FROM = 2_000_000  # auto: from this many items, IVF (less memory and build time than HNSW)
+IVF_FROM = 2_000_000  # auto: from this many items, IVF (no graph: about half the memory of HNSW)
 
 
 class Retriever:
