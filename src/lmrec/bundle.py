@@ -4,7 +4,8 @@ later the service). It is the unit a product deploys.
 Layout::
 
     bundle.json    kind, format, lmrec version, model name, dataset preparation, data and encoder
-                   fingerprints, SHA-256 of every data file
+                   fingerprints, SHA-256 of every data file; for a bundle ``lmrec refit`` wrote, the event
+                   store and the sequence numbers its data reach (``store``)
     model/         the saved model (lmrec.models.base: model.json + safetensors)
     data/          the prepared split it was trained on: events with their part (train / valid / test),
                    raw-id maps, item (and user) table with text

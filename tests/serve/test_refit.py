@@ -62,7 +62,7 @@ def test_reload_swaps_in_the_refit_bundle(bundles, tmp_path):
 
     pipeline.refit(served)  # replaces the served folder; the running service still answers from memory
     assert client.get("/ready").json()["generation"] == 1
-    r = client.post("/admin/reload", headers=H)
+    r = client.post("/admin/reload", headers=H)  # no body: the folder served, read again
     assert r.status_code == 200 and r.json()["generation"] == 2 and r.json()["items"] == 17
     after = client.post("/recommend", json={"user_id": "n2", "k": 5}).json()["items"]
     # the same data and a deterministic model: the answer is the same, now from the bundle's own data

@@ -170,7 +170,8 @@ class SequentialRecommender(Recommender):
     def _net(self) -> Any:
         if self.net_ is None:
             raise ConfigError(f"model {self.name!r} is not fitted; call fit() first")
-        self.net_.eval()
+        if self.net_.training:  # eval() walks every submodule: not on every request
+            self.net_.eval()
         return self.net_
 
     def _item_table(self, net: Any) -> torch.Tensor:

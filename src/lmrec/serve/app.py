@@ -180,7 +180,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
             return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        if request.method in ("POST", "PUT", "PATCH") and size is None:  # chunked: its size is unknown up front
+        if "transfer-encoding" in request.headers:  # chunked: its size is unknown up front (no length: no body)
             return JSONResponse({"detail": "send the body with a Content-Length header"}, status_code=411)
         return await call_next(request)
 

@@ -168,13 +168,20 @@ def load_model(path: Path, head: Literal["none", "classifier"] = "none", dtype: 
 
 def quantize_int8(model: Any) -> Any:
     """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch): CPU
-    only. Faster for short inputs such as queries; vectors differ slightly from float32 ones."""
+    only. Faster for short inputs such as queries; vectors differ slightly from float32 ones.
+
+    ``torch.ao.quantization`` is deprecated in favour of torchao but still ships with the torch versions
+    lmrec pins (< 2.14); its warnings are silenced here, and a torch without it fails with this message."""
     import warnings
 
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch marks its quantised tensor API as deprecated in favour of torchao
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
+        try:
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError:
+            raise EncoderError("this torch has no dynamic int8 quantisation (torch.ao.quantization); run "
+                               "queries in float32 (leave int8 off)") from None
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
