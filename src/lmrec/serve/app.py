@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from lmrec import __version__
+from lmrec.bundle import BUNDLE_JSON, Recommendation
 from lmrec.errors import ArtifactError, ConfigError, DataError, LmrecError, Unsupported
 from lmrec.fsutil import inside
 from lmrec.retrieval import RetrievalKind
@@ -31,10 +32,13 @@ from lmrec.serve.store import Conflict, Event, EventStore
 logger = logging.getLogger("lmrec.serve")
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a thousand events fit many times over
+# "Holds a character that is not white space", the same in every regex engine that reads the schema: \S
+# differs between Python (U+001C-U+001F are space), ECMA-262 (U+0085 is not) and pydantic's Rust engine.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 MAX_QUERY = 2000  # characters of free text: a paragraph; the encoder reads at most its max length of tokens
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-FieldValue = Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=r"\S")]
+FieldValue = Annotated[str, StringConstraints(min_length=1, max_length=10_000, pattern=NOT_BLANK)]
 BundleName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")]
 
 
@@ -51,7 +55,7 @@ class RecommendBase(Strict):
     user_id: Id | SkipJsonSchema[None] = Field(None, description="a known user (raw id): their whole history is the input")
     history: list[Id] | SkipJsonSchema[None] = Field(None, max_length=1000,
                                                      description="raw item ids of a session, oldest first")
-    query: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY, pattern=r"\S")] | SkipJsonSchema[None] = Field(
+    query: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY, pattern=NOT_BLANK)] | SkipJsonSchema[None] = Field(
         None, description="what the person asks for, in their own words (models that read text)")
     k: int = Field(10, ge=1, le=1000)
     exclude_seen: bool = Field(True, description="leave out the items of the history")
@@ -202,8 +206,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         state = service.current()
         found = state.recommend(body.user_id, body.history, body.k, body.exclude_seen, filters=body.filters,
                                 query=body.query)
-        return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found], model=state.model.name,
-                                 known_user=body.user_id is not None and state.knows_user(body.user_id))
+        return _answer(found, state.model.name, body.user_id is not None and state.knows_user(body.user_id))
 
     @app.post("/events", response_model=EventsResponse, dependencies=[Depends(need_key)])
     def events(body: EventsRequest) -> EventsResponse:
@@ -232,8 +235,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         """What the model recommends to someone whose history is this one item."""
         state = service.current()
         found = state.similar(item_id, k)
-        return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found], model=state.model.name,
-                                 known_user=False)
+        return _answer(found, state.model.name, known_user=False)
 
     @app.post("/items", response_model=ItemAdded, dependencies=[Depends(need_key)])
     def add_item(body: ItemIn) -> ItemAdded:
@@ -251,7 +253,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         target = service.bundle_dir
         if body is not None and body.bundle is not None:
             target = inside(service.bundle_dir.parent, body.bundle)  # a plain name (the schema's pattern) stays beside
-        if not (target / "bundle.json").is_file():
+        if not (target / BUNDLE_JSON).is_file():
             raise NotFound(f"no bundle named {target.name!r} beside the one served ({service.bundle_dir.parent})")
         state = service.reload(target)
         return ReloadResponse(bundle=target.name, model=state.model.name, items=state.n_items,
@@ -259,6 +261,11 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
 
     app.state.lmrec = service
     return app
+
+
+def _answer(found: list[Recommendation], model: str, known_user: bool) -> RecommendResponse:
+    return RecommendResponse(items=[RecommendedItem(id=r.item, title=r.title, score=r.score) for r in found],
+                             model=model, known_user=known_user)
 
 
 class _Refused(Exception):
