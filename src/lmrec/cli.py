@@ -298,6 +298,29 @@ def serve(
 
 
 @app.command()
+def explain(
+    model: Path = typer.Option(..., "--model", help="Bundle folder (`lmrec train`)."),
+    item: str = typer.Option(..., help="Raw id of the recommended item to explain."),
+    user: Optional[str] = typer.Option(None, help="Raw user id (their history in the bundle)."),
+    history: Optional[str] = typer.Option(None, help="Comma-separated raw item ids of a session, oldest first."),
+    top: int = typer.Option(10, min=1, help="How many history items and words to show."),
+) -> None:
+    """Why a bundle's model recommends an item: each history item's contribution to the item's score (exact
+    where the score is a sum over the history, occlusion otherwise) and, for text models, the words of the
+    item's text that raise its score most."""
+    found, bundle = pipeline.explain_from_bundle(model, item, user, _names(history) if history is not None else None)
+    titles, items = bundle.titles, bundle.items
+    table = Table("history item", "title", "contribution",
+                  title=f"{item} ({titles[found.item]}): score {found.score:.4f}, {found.method}, "
+                        f"{1000 * found.seconds:.1f} ms")
+    for c in found.history[:top]:
+        table.add_row(items.raw(c.item), str(titles[c.item]), f"{c.contribution:+.4f}")
+    out.print(table)
+    if found.words:
+        out.print("words: " + ", ".join(f"{w.word} {w.contribution:+.4f}" for w in found.words[:top]))
+
+
+@app.command()
 def refit(
     bundle: Path = typer.Argument(..., help="Bundle folder the service serves."),
     events: Optional[Path] = typer.Option(None, "--events", help="The service's event store (default: "

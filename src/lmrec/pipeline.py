@@ -20,6 +20,7 @@ from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError, DatasetNotFound
 from lmrec.eval import EvalResult, Evaluator
 from lmrec.eval.report import category_vectors
+from lmrec.explain import Explanation, explain
 from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
 from lmrec.models.two_tower import TwoTowerLM
@@ -33,7 +34,7 @@ from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
-           "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
+           "explain_from_bundle", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -238,6 +239,28 @@ def recommend_from_bundle(path: str | Path, user: str | None = None, history: li
         seq = np.array([items.index(h) for h in history], dtype=np.int64)
     blocked = None if exclude_seen else np.zeros(len(items), dtype=bool)
     return bundle.recommend(seq, k, index, blocked, times)
+
+
+def explain_from_bundle(path: str | Path, item: str, user: str | None = None, history: list[str] | None = None,
+                        ) -> tuple[Explanation, Bundle]:
+    """Why a bundle's model scores ``item`` as it does for a known user (their history in the bundle) or a
+    session (``history``, raw item ids, oldest first); ``lmrec.explain``."""
+    if (user is None) == (history is None):
+        raise ConfigError("explain: give either a user (raw id) or a history (raw item ids), not both")
+    bundle = Bundle.load(path)
+    items = bundle.items
+    unknown = [i for i in [item, *(history or [])] if i not in items]
+    if unknown:
+        raise DataError(f"item id(s) not in the bundle {path}: {', '.join(map(repr, unknown[:5]))}")
+    if user is not None:
+        if user not in bundle.users:
+            raise DataError(f"user {user!r} is not in the bundle {path}; pass their recent items as a history")
+        index, seq = bundle.users.index(user), bundle.histories[bundle.users.index(user)]
+    else:
+        index, seq = len(bundle.users), np.array([items.index(h) for h in history or []], dtype=np.int64)
+    if len(seq) == 0:
+        raise ConfigError("the history is empty: there is nothing to attribute the score to")
+    return explain(bundle.model, seq, items.index(item), index, bundle.catalogue), bundle
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,

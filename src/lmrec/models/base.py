@@ -273,6 +273,12 @@ class Recommender(Model):
         """``[len(queries), d]`` query vectors for ``retrieval_items`` (None: score these queries exactly)."""
         return None
 
+    # --- explanations (lmrec.explain) ----------------------------------------------------------------------
+    def history_terms(self, queries: Queries, item: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """For one query: ``(distinct history items, their exact additive terms in item's score)`` when the
+        score is such a sum; None, and explanations use occlusion."""
+        return None
+
     def _new_rows(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
         """``new`` as indices, after checking they are the last rows of ``items`` and follow the model's."""
         self._check_fitted()

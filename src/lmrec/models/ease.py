@@ -39,5 +39,9 @@ class EASE(Recommender):
         self._check_fitted()
         return np.asarray(queries.history.astype(np.float32) @ self.weights_, dtype=np.float32)
 
+    def history_terms(self, queries: Queries, item: int) -> tuple[np.ndarray, np.ndarray]:
+        distinct = queries.history[0].indices  # the score is sum over these of weights_[j, item]
+        return distinct, self.weights_[distinct, item]
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights_": self.weights_}

@@ -67,6 +67,10 @@ class ItemKNN(Recommender):
         self._check_fitted()
         return np.asarray((queries.history @ self.similarity_).todense(), dtype=np.float32)
 
+    def history_terms(self, queries: Queries, item: int) -> tuple[np.ndarray, np.ndarray]:
+        distinct = queries.history[0].indices  # the score is sum over these of sim(j, item)
+        return distinct, np.asarray(self.similarity_[distinct, item].todense(), dtype=np.float32).ravel()
+
     def _state(self) -> dict[str, sp.csr_matrix]:
         return {"similarity_": self.similarity_}
 

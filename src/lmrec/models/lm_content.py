@@ -64,6 +64,18 @@ class LMContent(QueryEncoding, Recommender):
     def retrieval_queries(self, queries: Queries) -> np.ndarray:
         return self.user_vectors(queries)
 
+    # --- explanations: the score is linear in the history before the user vector's norm ---------------------
+    def history_terms(self, queries: Queries, item: int) -> tuple[np.ndarray, np.ndarray]:
+        w = queries.weights(self.config.half_life, self.config.half_life_unit)[0]
+        distinct = w.indices
+        norm = float(np.linalg.norm(w @ self.item_vectors_))
+        terms = w.data * (self.item_vectors_[distinct] @ self.item_vectors_[item])
+        return distinct, (terms / norm if norm > 0 else np.zeros_like(terms)).astype(np.float32)
+
+    def score_item_texts(self, queries: Queries, texts: list[str]) -> np.ndarray:
+        """Scores of items that would have these texts, for the one user of ``queries``."""
+        return self._encoder().encode(texts) @ self.user_vectors(queries)[0]
+
     # --- serving: new items and free text, read by the encoder the model was fitted with ---------------------
     def _encoder(self) -> TextEncoder:
         if getattr(self, "_text_encoder", None) is None:

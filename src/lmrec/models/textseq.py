@@ -296,6 +296,19 @@ class TextSeqRec(QueryEncoding, SequentialRecommender):
                 rows = net.item_table(torch.as_tensor(np.asarray(new), device=self._table.device))
             self._table = torch.cat([self._table, rows])
 
+    def score_item_texts(self, queries: Queries, texts: list[str]) -> np.ndarray:
+        """Scores of items that would have these texts (their text part: no ID embedding), for the one user of
+        ``queries``."""
+        net = self._net()
+        device = next(net.parameters()).device
+        lm = torch.as_tensor(self._encoder().encode(texts), dtype=torch.float32, device=device)
+        with torch.no_grad():
+            rows = net.adaptor(lm)
+            if net.prior is not None:
+                rows = torch.cat([rows, F.normalize(lm, dim=-1)], dim=-1)
+            batch = query_batch(queries.sequences[:1], self.config.max_len).to(device)
+            return net.similarity(net.encode_queries(batch), rows)[0].float().cpu().numpy()
+
     def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
         self._check_fitted()
         if len(texts) != len(queries):

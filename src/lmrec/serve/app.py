@@ -61,6 +61,36 @@ class RecommendBase(Strict):
     exclude_seen: bool = Field(True, description="leave out the items of the history")
 
 
+class ExplainRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [{"required": ["user_id"]},
+                                                                           {"required": ["history"]}]})
+    item: Id = Field(..., description="the recommended item to explain (raw id)")
+    user_id: Id | SkipJsonSchema[None] = Field(None, description="a known user: their whole history")
+    history: list[Id] | SkipJsonSchema[None] = Field(None, min_length=1, max_length=1000,
+                                                     description="raw item ids of a session, oldest first")
+
+
+class HistoryContribution(BaseModel):
+    id: str
+    title: str
+    contribution: float = Field(description="how much this history item raised the score (negative: lowered)")
+
+
+class WordContribution(BaseModel):
+    word: str
+    contribution: float = Field(description="how much the score falls when the item's text lacks this word")
+
+
+class ExplainResponse(BaseModel):
+    item: str
+    title: str
+    score: float
+    method: Literal["exact", "occlusion"]
+    history: list[HistoryContribution]
+    words: list[WordContribution]
+    ms: float
+
+
 class RecommendedItem(BaseModel):
     id: str
     title: str
@@ -213,6 +243,20 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         """Store feedback (committed before this answer); the users' next recommendations reflect it."""
         stored = service.current().add_events([Event(e.user, e.item, e.type, e.value, e.time, e.id) for e in body.events])
         return EventsResponse(stored=len(stored), last_seq=max(s.seq for s in stored))
+
+    @app.post("/explain", response_model=ExplainResponse, dependencies=reads)
+    def explain(body: ExplainRequest) -> ExplainResponse:
+        """Why an item is recommended: each history item's contribution to its score (exact for models whose
+        score is a sum over the history, occlusion otherwise) and, for text models, the words of its text
+        that raise the score most."""
+        state = service.current()
+        found = state.explain(body.item, body.user_id, body.history)
+        return ExplainResponse(
+            item=body.item, title=str(state.titles[found.item]), score=found.score, method=found.method,  # type: ignore[arg-type]
+            history=[HistoryContribution(id=str(state.items.raw(c.item)), title=str(state.titles[c.item]),
+                                         contribution=c.contribution) for c in found.history],
+            words=[WordContribution(word=w.word, contribution=w.contribution) for w in found.words],
+            ms=round(1000 * found.seconds, 2))
 
     @app.get("/users/{user_id}", response_model=UserResponse, dependencies=reads)
     def user(user_id: Id, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> UserResponse:

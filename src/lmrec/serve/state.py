@@ -25,6 +25,7 @@ import numpy as np
 
 from lmrec.bundle import Bundle, Recommendation
 from lmrec.errors import ConfigError, LmrecError, Unsupported
+from lmrec.explain import Explanation, explain
 from lmrec.progress import logger
 from lmrec.retrieval import RetrievalKind, Retriever
 from lmrec.serve.store import Event, EventStore, StoredEvent, StoredItem
@@ -196,14 +197,7 @@ class ServiceState:
         if user is None and history is None and query is None:
             raise ConfigError("give a user_id, a history or a query (or a mix)")
         with self._catalogue.read():
-            seq = np.zeros(0, dtype=np.int64)
-            if user is not None:
-                if not self.knows_user(user):
-                    raise NotFound(f"unknown user {user!r}: send their events to POST /events first, or recommend "
-                                   "from their recent items with 'history'")
-                seq = self.history(user)
-            if history:
-                seq = np.concatenate([seq, np.array([self.item_index(h) for h in history], dtype=np.int64)])
+            seq = self._sequence(user, history)
             index = self.users.index(user) if user is not None and user in self.users else None
             blocked = np.zeros(self.n_items, dtype=bool)
             if exclude_seen:
@@ -215,6 +209,30 @@ class ServiceState:
                     raise ConfigError(f"filters: unknown item field {field!r}; fields are {table.fields}")
                 blocked |= table[field] != value
             return self.bundle.recommend(seq, k, index, blocked, text=query)
+
+    def explain(self, item: str, user: str | None = None, history: Sequence[str] | None = None) -> Explanation:
+        """Why ``item`` scores as it does for a known user, a session, or both (``lmrec.explain``)."""
+        if user is None and not history:
+            raise ConfigError("give a user_id or a history to explain a recommendation for")
+        with self._catalogue.read():
+            target = self.item_index(item)
+            seq = self._sequence(user, history)
+            if len(seq) == 0:
+                raise ConfigError("the history is empty: there is nothing to attribute the score to")
+            index = self.users.index(user) if user is not None and user in self.users else len(self.users)
+            return explain(self.model, seq, target, index, self.bundle.catalogue)
+
+    def _sequence(self, user: str | None, history: Sequence[str] | None) -> np.ndarray:
+        """The user's history (a known user) followed by the session's items, as item indices."""
+        seq = np.zeros(0, dtype=np.int64)
+        if user is not None:
+            if not self.knows_user(user):
+                raise NotFound(f"unknown user {user!r}: send their events to POST /events first, or recommend "
+                               "from their recent items with 'history'")
+            seq = self.history(user)
+        if history:
+            seq = np.concatenate([seq, np.array([self.item_index(h) for h in history], dtype=np.int64)])
+        return seq
 
     def similar(self, item: str, k: int = 10) -> list[Recommendation]:
         """What the model recommends to someone whose whole history is ``item`` (any model can answer)."""
