@@ -32,7 +32,7 @@ import yaml
 
 from lmrec import __version__
 from lmrec.data.idmap import IdMap
-from lmrec.data.interactions import Sequences, events_key
+from lmrec.data.interactions import Interactions, Sequences, events_key
 from lmrec.data.items import ItemTable
 from lmrec.data.prepared import Prepared
 from lmrec.data.queries import Queries
@@ -66,6 +66,9 @@ class Bundle:
     prepared: Prepared
     meta: dict[str, Any]
     metrics: dict[str, Any]
+    # Which parts of the split make up a user's history (None: all). ("train", "valid") serves the bundle as of
+    # the end of validation, so that replaying the test events online can be compared with offline metrics.
+    history_parts: tuple[str, ...] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Bundle:
@@ -109,8 +112,14 @@ class Bundle:
 
     @cached_property
     def histories(self) -> Sequences:
-        """Each user's items in the bundle (every part of the split, likes only), in time order."""
-        return self.prepared.interactions.positives().sorted().sequences()
+        """Each user's items in the bundle (every part of the split, or ``history_parts``; likes only), in time
+        order."""
+        parts = self.prepared.split.parts()
+        unknown = set(self.history_parts or ()) - set(parts)
+        if unknown:
+            raise ConfigError(f"history parts {sorted(unknown)} are not parts of this split ({', '.join(parts)})")
+        chosen = [parts[p] for p in (self.history_parts or parts)]
+        return Interactions.concat(chosen).positives().sorted().sequences()
 
     @cached_property
     def titles(self) -> np.ndarray:

@@ -290,11 +290,15 @@ def serve(
     int8_queries: bool = typer.Option(False, "--int8-queries", help="Encode free-text queries with an int8 copy "
                                       "of the model's encoder (CPU; see docs/benchmarks.md for speed and quality)."),
     threads: int = typer.Option(1, min=1, max=256, help="Torch threads per worker (more workers scale better)."),
+    ab: Optional[Path] = typer.Option(None, "--ab", help="A second bundle for an A/B test (arm B); users are "
+                                      "assigned by a stable hash of their id."),
+    split: float = typer.Option(0.5, min=0.0, max=1.0, help="With --ab: the share of users in arm B."),
 ) -> None:
     """Serve a bundle over HTTP: recommendations by user, session, free text or item, a feedback loop
     (POST /events) that changes the next answer, cold-start items (POST /items) and a swap to a refit
     bundle (POST /admin/reload). API docs at /docs, schema at /openapi.json."""
-    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval, int8_queries, threads)
+    pipeline.serve(bundle, host, port, store, api_key_file, keyed_reads, workers, retrieval, int8_queries, threads,
+                   ab, split)
 
 
 @app.command()
@@ -339,6 +343,35 @@ def refit(
               + (" (warm start)" if info["warm_start"] else "")
               + ("; valid " + "  ".join(f"{m} {v:.4f}" for m, v in valid.items() if m.split("@")[0] in ("recall", "ndcg"))
                  if valid else ""))
+
+
+@app.command("online-report")
+def online_report(
+    store: Path = typer.Argument(..., help="The service's store (BUNDLE.events.sqlite beside the bundle)."),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="Cut-off K of hit@K and NDCG@K."),
+    window: float = typer.Option(3600.0, help="Seconds after a list within which the user's next event counts."),
+) -> None:
+    """How the served lists did, from what each user did next: hit@K, NDCG@K and click-through per A/B arm
+    and model version (95% intervals), and whether the arms differ significantly."""
+    found = pipeline.online_report(store, k, window)
+    table = Table("arm", "model version", "lists", "judged", f"hit@{k}", f"ndcg@{k}", "click-through",
+                  title=f"{store}: online, window {window:g} s")
+
+    def cell(v: list) -> str:
+        if v[0] is None:
+            return "-"
+        return f"{v[0]:.4f}" + ("" if v[1] is None else f" [{v[1]:.4f}, {v[2]:.4f}]")
+
+    for r in found["versions"]:
+        table.add_row(r["arm"], r["model"], str(r["lists"]), str(r["judged"]), cell(r[f"hit@{k}"]),
+                      cell(r[f"ndcg@{k}"]), cell(r["click_through"]))
+    out.print(table)
+    if "ab" in found:
+        ab = found["ab"]
+        test = ("no test (both arms constant)" if ab["p"] is None else
+                f"Welch t {ab['welch_t']}, p {ab['p']:.4g}: " +
+                ("significant at 0.05" if ab["significant_at_0.05"] else "not significant at 0.05"))
+        out.print(f"A/B: {ab['b']} - {ab['a']} hit@{k} {ab['difference']:+.4f}; {test}")
 
 
 @app.command("export-encoder")

@@ -34,7 +34,7 @@ from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
-           "explain_from_bundle", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
+           "explain_from_bundle", "online_report", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -265,12 +265,13 @@ def explain_from_bundle(path: str | Path, item: str, user: str | None = None, hi
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: str | Path | None = None,
           api_key_file: str | Path | None = None, keyed_reads: bool = False, workers: int = 1,
-          retrieval: str = "auto", int8_queries: bool = False, threads: int = 1) -> None:
+          retrieval: str = "auto", int8_queries: bool = False, threads: int = 1, ab: str | Path | None = None,
+          split: float = 0.5) -> None:
     """Serve a bundle over HTTP until interrupted (``lmrec.serve``); the API key comes from
     ``api_key_file`` or ``LMREC_API_KEY``. ``workers`` > 1 runs that many processes on one port; they share
     the event store, which is what keeps their answers the same. ``threads``: torch threads per worker
     (1: a request's tensors are small, and more threads spin against each other and the HTTP work; scale
-    with workers instead)."""
+    with workers instead). ``ab``: a second bundle for an A/B test, answering the share ``split`` of users."""
     try:  # FastAPI and uvicorn are the optional 'serve' extra: import them only when serving
         import uvicorn
 
@@ -287,7 +288,7 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
     writes = "need the API key" if key else "are disabled (no API key set)"
     if workers == 1:
         torch.set_num_threads(threads)
-        app = create_app(bundle, store, key, keyed_reads, retrieval, int8_queries)  # type: ignore[arg-type]
+        app = create_app(bundle, store, key, keyed_reads, retrieval, int8_queries, ab, split)  # type: ignore[arg-type]
         report("serving %s (%s) on http://%s:%d; writes %s", bundle, app.state.lmrec.state.model.name, host, port,
                writes)
         uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -296,7 +297,8 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, store: 
     # Worker processes build their app from the environment (uvicorn imports the factory in each).
     os.environ[SERVE_ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "keyed_reads": keyed_reads,
                                         "store": None if store is None else str(Path(store).resolve()),
-                                        "retrieval": retrieval, "int8_queries": int8_queries, "threads": threads})
+                                        "retrieval": retrieval, "int8_queries": int8_queries, "threads": threads,
+                                        "ab": None if ab is None else str(Path(ab).resolve()), "split": split})
     if key is not None:
         os.environ["LMREC_API_KEY"] = key
     report("serving %s with %d workers on http://%s:%d; writes %s", bundle, workers, host, port, writes)
@@ -314,6 +316,19 @@ def refit(bundle: str | Path, store: str | Path | None = None, out: str | Path |
     bundle = Path(bundle)
     store = Path(store) if store is not None else bundle.with_name(bundle.name + ".events.sqlite")
     return refit_bundle(bundle, store, bundle if out is None else out, params)
+
+
+def online_report(store: str | Path, k: int = 10, window: float = 3600.0, bucket: float | None = 3600.0
+                  ) -> dict[str, Any]:
+    """Online metrics of the lists a service logged in ``store`` (``lmrec.serve.online``)."""
+    from lmrec.serve.online import report
+    from lmrec.serve.store import EventStore
+
+    if not Path(store).is_file():
+        raise ConfigError(f"{store}: no event store there")
+    if k < 1 or window <= 0:
+        raise ConfigError(f"k must be at least 1 and the window positive, got k={k}, window={window}")
+    return report(EventStore(store), k, window, bucket)
 
 
 def export_encoder(model_dir: str | Path, out: str | Path, side: Literal["item", "query"] = "item") -> Path:

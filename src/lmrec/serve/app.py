@@ -12,6 +12,8 @@ import hmac
 import json
 import logging
 import os
+import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,8 +28,9 @@ from lmrec.bundle import BUNDLE_JSON, Recommendation
 from lmrec.errors import ArtifactError, ConfigError, DataError, LmrecError, Unsupported
 from lmrec.fsutil import inside
 from lmrec.retrieval import RetrievalKind
+from lmrec.serve import online
 from lmrec.serve.state import EVENT_TYPES, NotFound, Service
-from lmrec.serve.store import Conflict, Event, EventStore
+from lmrec.serve.store import Conflict, Event, EventStore, ServedList
 
 logger = logging.getLogger("lmrec.serve")
 
@@ -66,8 +69,9 @@ class ExplainRequest(Strict):
                                                                            {"required": ["history"]}]})
     item: Id = Field(..., description="the recommended item to explain (raw id)")
     user_id: Id | SkipJsonSchema[None] = Field(None, description="a known user: their whole history")
-    history: list[Id] | SkipJsonSchema[None] = Field(None, min_length=1, max_length=1000,
-                                                     description="raw item ids of a session, oldest first")
+    # the length rule inside the type, so that the schema carries it (on the union pydantic drops minItems)
+    history: Annotated[list[Id], Field(min_length=1, max_length=1000)] | SkipJsonSchema[None] = Field(
+        None, description="raw item ids of a session, oldest first")
 
 
 class HistoryContribution(BaseModel):
@@ -101,6 +105,8 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     model: str
     known_user: bool
+    arm: str = Field("A", description="the A/B arm that answered (A when no test runs)")
+    request_id: str | None = Field(None, description="the logged list's id (lists served to a known user)")
 
 
 class EventIn(Strict):
@@ -164,14 +170,18 @@ class UserResponse(BaseModel):
 
 
 def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api_key: str | None = None,
-               keyed_reads: bool = False, retrieval: RetrievalKind = "auto", int8_queries: bool = False) -> FastAPI:
+               keyed_reads: bool = False, retrieval: RetrievalKind = "auto", int8_queries: bool = False,
+               ab: str | Path | None = None, split: float = 0.5, history_parts: tuple[str, ...] | None = None,
+               ) -> FastAPI:
     """The service for one bundle; events go to ``store_path`` (default: ``events.sqlite`` beside the
     bundle folder, never inside it: the bundle stays as trained). ``retrieval``: how the top k are found
     (``lmrec.retrieval``: exact, or a FAISS index; auto chooses by catalogue size). ``int8_queries``: encode
-    free-text queries with an int8 copy of the model's encoder (CPU)."""
+    free-text queries with an int8 copy of the model's encoder (CPU). ``ab``: a second bundle answering the
+    share ``split`` of users (a stable hash of the id), for an A/B test read by ``GET /metrics/online``.
+    ``history_parts``: the split parts a user's history is made of (default all; ``lmrec.bundle.Bundle``)."""
     bundle_dir = Path(bundle_dir)
     store = EventStore(store_path or bundle_dir.with_name(bundle_dir.name + ".events.sqlite"))
-    service = Service(bundle_dir, store, retrieval, int8_queries)
+    service = Service(bundle_dir, store, retrieval, int8_queries, ab, split, history_parts)
     fields = service.state.bundle.catalogue.fields
     # The schema names the catalogue's own fields, so a client (and a schema-driven test) sees which exist.
     field_name: Any = Literal[tuple(fields)] if fields else FieldName
@@ -232,11 +242,18 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
     def recommend(body: RecommendRequest) -> RecommendResponse:
-        """Top k items for a user, a session (history), free text (query), or a mix."""
-        state = service.current()
+        """Top k items for a user, a session (history), free text (query), or a mix. A list served to a known
+        user is logged for online evaluation (``request_id``)."""
+        arm, state = service.for_user(body.user_id)
         found = state.recommend(body.user_id, body.history, body.k, body.exclude_seen, filters=body.filters,
                                 query=body.query)
-        return _answer(found, state.model.name, body.user_id is not None and state.knows_user(body.user_id))
+        answer = _answer(found, state.model.name, body.user_id is not None and state.knows_user(body.user_id))
+        answer.arm = arm
+        if body.user_id is not None:
+            answer.request_id = uuid.uuid4().hex
+            store.log_served(ServedList(answer.request_id, body.user_id, tuple(r.item for r in found), arm,
+                                        state.version, time.time()))
+        return answer
 
     @app.post("/events", response_model=EventsResponse, dependencies=[Depends(need_key)])
     def events(body: EventsRequest) -> EventsResponse:
@@ -249,7 +266,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         """Why an item is recommended: each history item's contribution to its score (exact for models whose
         score is a sum over the history, occlusion otherwise) and, for text models, the words of its text
         that raise the score most."""
-        state = service.current()
+        _, state = service.for_user(body.user_id)
         found = state.explain(body.item, body.user_id, body.history)
         return ExplainResponse(
             item=body.item, title=str(state.titles[found.item]), score=found.score, method=found.method,  # type: ignore[arg-type]
@@ -257,6 +274,13 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
                                          contribution=c.contribution) for c in found.history],
             words=[WordContribution(word=w.word, contribution=w.contribution) for w in found.words],
             ms=round(1000 * found.seconds, 2))
+
+    @app.get("/metrics/online", dependencies=reads)
+    def online_metrics(k: Annotated[int, Query(ge=1, le=1000)] = 10,
+                       window: Annotated[float, Query(gt=0, le=30 * 86400)] = 3600.0) -> dict[str, Any]:
+        """How the served lists did, judged by what each user did next (``lmrec.serve.online``): hit@k,
+        NDCG@k and click-through per A/B arm and model version, per hour, and the test between the arms."""
+        return online.report(store, k, window, n_items=service.current().n_items)
 
     @app.get("/users/{user_id}", response_model=UserResponse, dependencies=reads)
     def user(user_id: Id, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> UserResponse:
@@ -325,7 +349,8 @@ def app_from_environment() -> FastAPI:
     options = json.loads(os.environ[SERVE_ENV])
     torch.set_num_threads(options["threads"])
     return create_app(options["bundle"], options["store"], os.environ.get("LMREC_API_KEY") or None,
-                      options["keyed_reads"], options["retrieval"], options["int8_queries"])
+                      options["keyed_reads"], options["retrieval"], options["int8_queries"], options["ab"],
+                      options["split"])
 
 
 def api_key_from(env_value: str | None, key_file: str | Path | None) -> str | None:

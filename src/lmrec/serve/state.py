@@ -15,6 +15,7 @@ its state applies only the rows after them.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -81,8 +82,12 @@ class ReadWriteLock:
 class ServiceState:
     """Thread-safe: events are appended under a lock; answers read a consistent copy of a history."""
 
-    def __init__(self, bundle: Bundle, store: EventStore, retrieval: RetrievalKind = "auto", int8_queries: bool = False):
+    def __init__(self, bundle: Bundle, store: EventStore, retrieval: RetrievalKind = "auto", int8_queries: bool = False,
+                 history_parts: tuple[str, ...] | None = None):
         self.bundle, self.store, self.model = bundle, store, bundle.model
+        bundle.history_parts = history_parts
+        # what the online report groups by: the bundle folder, the model and when it was trained
+        self.version = f"{bundle.path.name}:{bundle.model.name}:{bundle.meta.get('created', '?')}"
         bundle.retriever = Retriever(bundle.model, retrieval)
         if int8_queries:
             if not hasattr(self.model, "int8_queries"):
@@ -240,7 +245,8 @@ class ServiceState:
 
 
 class Service:
-    """The state the handlers read, swapped whole when the service reloads a bundle.
+    """The state the handlers read, swapped whole when the service reloads a bundle; with an A/B test, a
+    second state (arm B) that answers the users a stable hash assigns to it.
 
     The store's ``serving`` row names the bundle every worker serves: a reload in one worker bumps its
     generation, and the others load the same bundle when they see it. A worker keeps answering from its
@@ -248,18 +254,41 @@ class Service:
     """
 
     def __init__(self, bundle_dir: str | Path, store: EventStore, retrieval: RetrievalKind = "auto",
-                 int8_queries: bool = False):
-        self.store, self.options = store, {"retrieval": retrieval, "int8_queries": int8_queries}
+                 int8_queries: bool = False, ab: str | Path | None = None, split: float = 0.5,
+                 history_parts: tuple[str, ...] | None = None):
+        if not 0.0 < split < 1.0:
+            raise ConfigError(f"the A/B split is the share of users in arm B, strictly between 0 and 1; got {split}")
+        self.store, self.split = store, split
+        self.options = {"retrieval": retrieval, "int8_queries": int8_queries, "history_parts": history_parts}
         generation, serving = store.serving()
         path = str(Path(bundle_dir).resolve())
         if serving != path:  # started on another bundle than the store last served: that is the operator's choice
             generation = store.set_serving(path)
         self.generation, self.bundle_dir = generation, Path(path)
         self.state = ServiceState(Bundle.load(path), store, **self.options)
+        self.arm_b = ServiceState(Bundle.load(ab), store, **self.options) if ab is not None else None
         self._reloading = threading.Lock()
 
+    def arm_of(self, user: str | None) -> str:
+        """``"A"`` or ``"B"``: the same for a user in every process and run (a hash of the id, not random);
+        anonymous sessions get A."""
+        if self.arm_b is None or user is None:
+            return "A"
+        position = int.from_bytes(hashlib.sha256(user.encode()).digest()[:8], "big") / 2**64
+        return "B" if position < self.split else "A"
+
+    def for_user(self, user: str | None) -> tuple[str, ServiceState]:
+        """The arm and state that answer ``user``, caught up with the store."""
+        state = self.current()
+        arm = self.arm_of(user)
+        if arm == "B":
+            assert self.arm_b is not None
+            self.arm_b.sync()
+            return arm, self.arm_b
+        return arm, state
+
     def current(self) -> ServiceState:
-        """The state to answer from, caught up with the store."""
+        """The state to answer from (arm A), caught up with the store."""
         generation, path = self.store.serving()
         if generation != self.generation and path is not None and self._reloading.acquire(blocking=False):
             try:  # another worker reloaded: follow it (other threads meanwhile answer from the old state)
@@ -273,6 +302,8 @@ class Service:
 
     def reload(self, bundle_dir: str | Path) -> ServiceState:
         """Load ``bundle_dir`` (checked in full), then swap it in for every worker."""
+        if self.arm_b is not None:
+            raise Unsupported("this service runs an A/B test: its arms are fixed; restart it to change them")
         with self._reloading:
             path = Path(bundle_dir).resolve()
             state = ServiceState(Bundle.load(path), self.store, **self.options)

@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS items (
     fields TEXT NOT NULL,
     added REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS served (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    items TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    model TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS served_by_user ON served (user, time);
 CREATE TABLE IF NOT EXISTS serving (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     generation INTEGER NOT NULL,
@@ -75,6 +85,18 @@ class StoredEvent:
 
 
 @dataclass(frozen=True)
+class ServedList:
+    """A list the service answered a known user with (``model``: name and bundle generation)."""
+
+    request_id: str
+    user: str
+    items: tuple[str, ...]
+    arm: str
+    model: str
+    time: float
+
+
+@dataclass(frozen=True)
 class StoredItem:
     seq: int
     item: str
@@ -95,10 +117,35 @@ class EventStore:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: cannot be used as an event store ({exc})") from None
         self._lock = threading.Lock()
+        # Served lists are measurements, not acknowledged writes: their own connection commits without
+        # waiting for the disk (WAL + synchronous=NORMAL: never corrupt, the last few may be lost in a power
+        # cut), so logging them costs a recommendation little.
+        self._log = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._log.execute("PRAGMA synchronous=NORMAL")
+        self._log_lock = threading.Lock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._log_lock:
             self._db.close()
+            self._log.close()
+
+    # --- served lists (online evaluation) ---------------------------------------------------------------------
+    def log_served(self, served: ServedList) -> None:
+        with self._log_lock:
+            self._log.execute("INSERT INTO served (request_id, user, items, arm, model, time) VALUES (?, ?, ?, ?, ?, ?)",
+                              (served.request_id, served.user, json.dumps(list(served.items)), served.arm,
+                               served.model, served.time))
+
+    def served(self) -> list[ServedList]:
+        """Every logged list, oldest first."""
+        with self._log_lock:
+            rows = self._log.execute("SELECT request_id, user, items, arm, model, time FROM served ORDER BY seq").fetchall()
+        return [ServedList(r, u, tuple(json.loads(i)), a, m, t) for r, u, i, a, m, t in rows]
+
+    def timed_events(self) -> list[tuple[str, str, str, float]]:
+        """``(user, item, type, received)`` of every event, in store order (the service's clock, as served lists)."""
+        with self._lock:
+            return self._db.execute("SELECT user, item, type, received FROM events ORDER BY seq").fetchall()
 
     def append(self, events: Sequence[Event]) -> list[StoredEvent]:
         """Commit ``events`` in one transaction; returns them as stored (a repeated ``id`` is stored once
