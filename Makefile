@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export LMREC_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo serve test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/lmrec demo
+
+# The web page on 127.0.0.1:8000 with a small MovieLens-100K bundle (Ctrl-C stops it).
+serve: $(STAMP)
+	$(BIN)/lmrec demo --serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -127,9 +127,17 @@ def datasets_download(name: str = typer.Argument(..., help="Dataset with a publi
 
 @app.command()
 def demo(data_dir: Optional[Path] = DataDir,
-         runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written.")) -> None:
+         runs_dir: Path = typer.Option(Path("runs"), help="Where the run folder is written."),
+         serve_page: bool = typer.Option(False, "--serve", help="Instead: train a small text model on "
+                                         "MovieLens-100K and serve it with the web page on 127.0.0.1."),
+         port: int = typer.Option(8000, min=1, max=65535, help="With --serve: the TCP port."),
+         no_browser: bool = typer.Option(False, "--no-browser", help="With --serve: do not open a browser.")) -> None:
     """The main job on the embedded defaults: MovieLens-100K, leave-one-out split, a leaderboard of
-    classical and language-model recommenders, an HTML report and a free-text query."""
+    classical and language-model recommenders, an HTML report and a free-text query. With --serve: the
+    quickest way to see lmrec work, a page to pick users, ask in words, click and see why."""
+    if serve_page:
+        pipeline.demo_serve(data_dir, runs_dir, port, open_browser=not no_browser)
+        return
     prepared, run, answers = pipeline.demo(data_dir, runs_dir=runs_dir)
     out.print("[bold]lmrec demo[/]: MovieLens-100K, leave-one-out split")
     _print_prepared(prepared)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from lmrec.bundle import Bundle, Recommendation, write_bundle
 from lmrec.data import PrepareConfig, Prepared, get_spec, list_datasets, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
 from lmrec.data.stats import interaction_stats
-from lmrec.errors import ConfigError, DataError, DatasetNotFound
+from lmrec.errors import ConfigError, DataError, DatasetNotFound, LmrecError
 from lmrec.eval import EvalResult, Evaluator
 from lmrec.eval.report import category_vectors
 from lmrec.explain import Explanation, explain
@@ -32,7 +33,7 @@ from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import default_template, item_vectors
 from lmrec.transfer import pretrain, transfer, transfer_grid
 
-__all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "download_dataset",
+__all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "demo_bundle", "demo_serve", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
            "explain_from_bundle", "online_report", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
@@ -153,18 +154,60 @@ def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: st
     If the dataset is not in the data home and ``download`` is true, it is fetched from GroupLens first
     (checksum-verified).
     """
-    spec = get_spec(DEMO_DATASET, data_dir)
-    if missing_files(spec, data_dir):
-        if not download:
-            raise DatasetNotFound(f"{DEMO_DATASET} is not in the data home and downloading is off")
-        logger.warning("%s not found in the data home; downloading it from GroupLens", DEMO_DATASET)
-        download_dataset(DEMO_DATASET, data_dir)
+    _ensure_demo_data(data_dir, download)
     config = PrepareConfig(dataset=DEMO_DATASET, split="loo")
     prepared = prepare(config, data_dir=data_dir)
     params = {m: p for m, p in DEMO_PARAMS.items() if m in models}
     run = leaderboard(config, models, params=params, data_dir=data_dir, runs_dir=runs_dir, html_report=True)
     answers = recommend_from_text(DEMO_DATASET, DEMO_QUERY, k=5, data_dir=data_dir)
     return prepared, run, answers
+
+
+DEMO_SERVE_MODEL = "lmcontent"  # reads text: the page's wishes, "why" with words, new items all work
+
+
+def _ensure_demo_data(data_dir: str | Path | None, download: bool) -> None:
+    if missing_files(get_spec(DEMO_DATASET, data_dir), data_dir):
+        if not download:
+            raise DatasetNotFound(f"{DEMO_DATASET} is not in the data home and downloading is off")
+        logger.warning("%s not found in the data home; downloading it from GroupLens", DEMO_DATASET)
+        download_dataset(DEMO_DATASET, data_dir)
+
+
+def demo_bundle(data_dir: str | Path | None = None, runs_dir: str | Path = "runs", download: bool = True,
+                params: dict[str, Any] | None = None) -> Path:
+    """The bundle ``lmrec demo --serve`` serves: ``lmcontent`` on MovieLens-100K (leave-one-out), trained once
+    into ``runs_dir/demo-lmcontent`` and reused while its data and model options are unchanged."""
+    _ensure_demo_data(data_dir, download)
+    config = PrepareConfig(dataset=DEMO_DATASET, split="loo")
+    out = Path(runs_dir) / f"demo-{DEMO_SERVE_MODEL}"
+    wanted = create(DEMO_SERVE_MODEL, ("ranker",), **(params or {})).config.model_dump()
+    if (out / "bundle.json").is_file():
+        try:
+            bundle = Bundle.load(out)
+            if (bundle.prepared.key == prepare(config, data_dir=data_dir).key
+                    and bundle.model.config.model_dump() == wanted):
+                return out
+        except LmrecError as exc:
+            logger.warning("the demo bundle %s is unusable (%s); training it again", out, exc)
+    return train(config, DEMO_SERVE_MODEL, params, out, data_dir=data_dir).path
+
+
+def demo_serve(data_dir: str | Path | None = None, runs_dir: str | Path = "runs", port: int = 8000,
+               open_browser: bool = True) -> None:
+    """Train (or reuse) the demo bundle and serve it with the web page on 127.0.0.1; writes need a key made
+    for this run, passed to the page in the link's fragment (never sent to the server, never logged)."""
+    import secrets
+    import webbrowser
+
+    bundle = demo_bundle(data_dir, runs_dir)
+    key = secrets.token_urlsafe(24)
+    os.environ["LMREC_API_KEY"] = key
+    url = f"http://127.0.0.1:{port}/#key={key}"
+    report("open %s (the page; the dashboard is at /dashboard). Ctrl-C stops the service.", url)
+    if open_browser:
+        threading.Timer(2.0, webbrowser.open, args=(url,)).start()  # once the server listens
+    serve(bundle, port=port)
 
 
 # --- bundles: train one model and keep it --------------------------------------------------------------------

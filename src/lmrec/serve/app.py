@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 
 import torch
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
@@ -34,6 +35,7 @@ from lmrec.serve.store import Conflict, Event, EventStore, ServedList
 
 logger = logging.getLogger("lmrec.serve")
 
+STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a thousand events fit many times over
 # "Holds a character that is not white space", the same in every regex engine that reads the schema: \S
 # differs between Python (U+001C-U+001F are space), ECMA-262 (U+0085 is not) and pydantic's Rust engine.
@@ -237,8 +239,13 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
     def ready() -> dict[str, Any]:
         """The model is loaded and the event store is open."""
         state = service.current()
+        arms = {"A": {"version": state.version, "share": 1.0 - (service.split if service.arm_b else 0.0)}}
+        if service.arm_b is not None:
+            arms["B"] = {"version": service.arm_b.version, "share": service.split}
         return {"status": "ready", "model": state.model.name, "items": state.n_items, "events": store.count(),
-                "bundle": service.bundle_dir.name, "generation": service.generation}
+                "bundle": service.bundle_dir.name, "generation": service.generation, "arms": arms,
+                "reads_text": hasattr(state.model, "score_text") and hasattr(state.model, "query_encoder"),
+                "title_field": state.bundle.catalogue.display_field}
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
     def recommend(body: RecommendRequest) -> RecommendResponse:
@@ -281,6 +288,22 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         """How the served lists did, judged by what each user did next (``lmrec.serve.online``): hit@k,
         NDCG@k and click-through per A/B arm and model version, per hour, and the test between the arms."""
         return online.report(store, k, window, n_items=service.current().n_items)
+
+    @app.get("/metrics/events", dependencies=reads)
+    def event_rates(minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> dict[str, Any]:
+        """Events and served lists per minute over the last ``minutes``, oldest first (the dashboard)."""
+        return store.per_minute(minutes)
+
+    # --- the web page and the dashboard (static files shipped in the package; no build step, no CDN) ---------
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "dashboard.html")
 
     @app.get("/users/{user_id}", response_model=UserResponse, dependencies=reads)
     def user(user_id: Id, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> UserResponse:

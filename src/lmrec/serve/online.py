@@ -65,8 +65,9 @@ def _summary(group: list[Outcome], k: int) -> dict[str, Any]:
             return [None, None, None]
         if len(x) == 1:
             return [round(float(x.mean()), 4), None, None]
-        half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
-        return [round(float(x.mean()), 4), round(float(x.mean() - half), 4), round(float(x.mean() + half), 4)]
+        half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))  # every metric here lies in [0, 1]: so does its interval
+        return [round(float(x.mean()), 4), round(max(0.0, float(x.mean() - half)), 4),
+                round(min(1.0, float(x.mean() + half)), 4)]
 
     return {"lists": len(group), "judged": len(judged), "users": len({o.served.user for o in group}),
             f"hit@{k}": mean_ci(hits), f"ndcg@{k}": mean_ci(ndcg), "click_through": mean_ci(clicks),

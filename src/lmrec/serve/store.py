@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lmrec.errors import ConfigError, LmrecError
 
@@ -141,6 +142,25 @@ class EventStore:
         with self._log_lock:
             rows = self._log.execute("SELECT request_id, user, items, arm, model, time FROM served ORDER BY seq").fetchall()
         return [ServedList(r, u, tuple(json.loads(i)), a, m, t) for r, u, i, a, m, t in rows]
+
+    def per_minute(self, minutes: int, now: float | None = None) -> dict[str, Any]:
+        """Events and served lists per minute over the last ``minutes`` (oldest first), and the totals."""
+        now = time.time() if now is None else now
+        since = now - 60 * minutes
+
+        def counts(table: str, column: str) -> list[int]:
+            rows = self._db.execute(f"SELECT CAST(({column} - ?) / 60 AS INTEGER), COUNT(*) FROM {table} "
+                                    f"WHERE {column} >= ? GROUP BY 1", (since, since)).fetchall()
+            out = [0] * minutes
+            for minute, n in rows:
+                out[min(int(minute), minutes - 1)] += int(n)
+            return out
+
+        with self._lock:
+            events, lists = counts("events", "received"), counts("served", "time")
+            totals = self._db.execute("SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM served)").fetchone()
+        return {"minutes": minutes, "events_per_minute": events, "lists_per_minute": lists,
+                "events_total": int(totals[0]), "lists_total": int(totals[1])}
 
     def timed_events(self) -> list[tuple[str, str, str, float]]:
         """``(user, item, type, received)`` of every event, in store order (the service's clock, as served lists)."""
