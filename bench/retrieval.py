@@ -52,10 +52,8 @@ class VectorCatalogue:
 
 
 def one_query(user: int, history: np.ndarray, n_items: int) -> tuple[Queries, sp.csr_matrix]:
-    seen = sp.csr_matrix((np.ones(len(history), dtype=np.float32), (np.zeros(len(history), dtype=np.int64), history)),
-                         shape=(1, n_items))
-    seen.data[:] = 1.0
-    return Queries(np.array([user]), seen, [history]), seen
+    query = Queries.one(history, n_items, user)
+    return query, query.history
 
 
 def measure(model, queries: list[tuple[Queries, sp.csr_matrix]], kinds: list[str]) -> list[dict]:

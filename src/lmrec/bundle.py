@@ -159,11 +159,8 @@ class Bundle:
         ``text``: what the person asks for in their own words (text models read it after the history)."""
         n_items = len(self.items)
         history = np.asarray(history, dtype=np.int64)
-        seen = sp.csr_matrix((np.ones(len(history), dtype=np.float32), (np.zeros(len(history), dtype=np.int64), history)),
-                             shape=(1, n_items))
-        seen.data[:] = 1.0  # a repeated item counts once
-        queries = Queries(np.array([len(self.users) if user is None else user]), seen, [history],
-                          None if times is None else [np.asarray(times)], self.prepared.split.train.time_unit)
+        queries = Queries.one(history, n_items, len(self.users) if user is None else user, times,
+                              self.prepared.split.train.time_unit)
         if blocked is None:
             blocked = np.zeros(n_items, dtype=bool)
             blocked[history] = True

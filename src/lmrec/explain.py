@@ -56,16 +56,6 @@ class Explanation:
     seconds: float = 0.0
 
 
-def one_query(history: np.ndarray, n_items: int, user: int, times: np.ndarray | None = None,
-              time_unit: str | None = None) -> Queries:
-    """The ``Queries`` of one user with ``history`` (item indices, oldest first)."""
-    history = np.asarray(history, dtype=np.int64)
-    seen = sp.csr_matrix((np.ones(len(history), dtype=np.float32), (np.zeros(len(history), dtype=np.int64), history)),
-                         shape=(1, n_items))
-    seen.data[:] = 1.0
-    return Queries(np.array([user]), seen, [history], None if times is None else [np.asarray(times)], time_unit)
-
-
 def without_each(history: np.ndarray, n_items: int, user: int) -> tuple[np.ndarray, Queries]:
     """``(distinct history items, Queries with one row per distinct item, the history without it)``."""
     history = np.asarray(history, dtype=np.int64)
@@ -80,7 +70,7 @@ def without_each(history: np.ndarray, n_items: int, user: int) -> tuple[np.ndarr
 def history_contributions(model: Any, history: np.ndarray, item: int, user: int) -> tuple[list[Contribution], str]:
     """Each distinct history item's contribution to ``item``'s score, and the method used."""
     n_items = int(model.n_items_)
-    query = one_query(history, n_items, user)
+    query = Queries.one(history, n_items, user)
     exact = model.history_terms(query, item)  # exact per-item terms, or None
     if exact is not None:
         distinct, terms = exact
@@ -105,7 +95,7 @@ def word_weights(model: Any, catalogue: ItemTable, history: np.ndarray, item: in
     if len(words) < 2:
         return []
     variants = [" ".join(words[:k] + words[k + 1:]) for k in range(len(words))]
-    scores = model.score_item_texts(one_query(history, int(model.n_items_), user), [" ".join(words), *variants])
+    scores = model.score_item_texts(Queries.one(history, int(model.n_items_), user), [" ".join(words), *variants])
     weights = scores[0] - scores[1:]
     order = np.argsort(-weights, kind="stable")[:top]
     return [WordWeight(words[k], float(weights[k])) for k in order]
@@ -120,7 +110,7 @@ def explain(model: Any, history: np.ndarray, item: int, user: int | None = None,
         raise ConfigError(f"item index {item} is outside the catalogue of {n_items} items")
     started = time.perf_counter()
     user = int(model.n_users_ or 0) if user is None else user
-    score = float(model.score(one_query(history, n_items, user))[0, item])
+    score = float(model.score(Queries.one(history, n_items, user))[0, item])
     contributions, method = history_contributions(model, history, item, user)
     weights = word_weights(model, catalogue, history, item, user) if words and catalogue is not None else []
     return Explanation(item, score, method, contributions, weights, time.perf_counter() - started)

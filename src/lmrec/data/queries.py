@@ -65,6 +65,17 @@ class Queries:
                              shape=self.history.shape, dtype=np.float32)
 
     @classmethod
+    def one(cls, history: np.ndarray, n_items: int, user: int, times: np.ndarray | None = None,
+            time_unit: str | None = None) -> Queries:
+        """The query of one user whose history is ``history`` (item indices, oldest first; a repeated item
+        counts once in the binary history)."""
+        history = np.asarray(history, dtype=np.int64)
+        seen = sp.csr_matrix((np.ones(len(history), dtype=np.float32),
+                              (np.zeros(len(history), dtype=np.int64), history)), shape=(1, n_items))
+        seen.data[:] = 1.0
+        return cls(np.array([user]), seen, [history], None if times is None else [np.asarray(times)], time_unit)
+
+    @classmethod
     def from_interactions(cls, history: Interactions, users: np.ndarray | None = None) -> Queries:
         """Queries for ``users`` (default: every user of the id map) with ``history`` as their input."""
         users = np.arange(history.n_users) if users is None else np.asarray(users, dtype=np.int64)
