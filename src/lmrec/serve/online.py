@@ -107,6 +107,6 @@ def report(store: EventStore, k: int = 10, window: float = 3600.0, bucket: float
             if any(s.std() > 0 for s in samples):  # two constant samples have no test (and scipy warns)
                 test = stats.ttest_ind(samples[1], samples[0], equal_var=False)
                 p = float(test.pvalue)
-                out["ab"].update({"welch_t": round(float(test.statistic), 3), "p": round(p, 6),
+                out["ab"].update({"welch_t": round(float(test.statistic), 3), "p": float(f"{p:.3g}"),
                                   "significant_at_0.05": bool(p < 0.05)})
     return out
