@@ -330,6 +330,9 @@ def explain(
     out.print(table)
     if found.words:
         out.print("words: " + ", ".join(f"{w.word} {w.contribution:+.4f}" for w in found.words[:top]))
+    if found.history_words:
+        out.print(f"matched in {items.raw(found.history[0].item)}: " +
+                  ", ".join(f"{w.word} {w.contribution:+.4f}" for w in found.history_words[:top]))
 
 
 @app.command()

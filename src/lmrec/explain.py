@@ -8,7 +8,8 @@ occurrences), in one batch, and the contribution is how much the score falls. At
 they say where a network looked, not what changed its answer.
 
 Words (models that read text): the item's text is encoded again with each word left out, and a word's weight
-is how much the item's score falls without it.
+is how much the item's score falls without it; the same for the text of the history item that contributed
+most (its words that matched the item).
 
 ``bench/explain.py`` measures whether this is faithful: removing the top-attributed history item must drop
 the item's rank more than removing a random one.
@@ -53,6 +54,8 @@ class Explanation:
     method: str  # "exact" or "occlusion"
     history: list[Contribution]  # every distinct history item, largest contribution first
     words: list[WordWeight] = field(default_factory=list)  # largest first; empty for models that read no text
+    # the words of the most contributing history item's text that matched most (text models)
+    history_words: list[WordWeight] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -84,21 +87,35 @@ def history_contributions(model: Any, history: np.ndarray, item: int, user: int)
     return [Contribution(int(distinct[k]), float(terms[k])) for k in order], method
 
 
+def _leave_one_out(model: Any, catalogue: ItemTable, of: int, score: Any, top: int) -> list[WordWeight]:
+    """Words of item ``of``'s text by how much ``score(texts)`` falls when the text lacks each one."""
+    template = getattr(model.config, "template", None) or default_template(catalogue)
+    words = re.findall(r"\S+", catalogue.render(template, [of])[0])[:MAX_WORDS]
+    if len(words) < 2:
+        return []
+    scores = score([" ".join(words), *(" ".join(words[:k] + words[k + 1:]) for k in range(len(words)))])
+    weights = scores[0] - scores[1:]
+    order = np.argsort(-weights, kind="stable")[:top]
+    return [WordWeight(words[k], float(weights[k])) for k in order]
+
+
 def word_weights(model: Any, catalogue: ItemTable, history: np.ndarray, item: int, user: int,
                  top: int = 8) -> list[WordWeight]:
     """The words of ``item``'s text that raise its score most (models that read text; [] for others)."""
     if not hasattr(model, "score_item_texts"):
         return []
-    template = getattr(model.config, "template", None) or default_template(catalogue)
-    text = catalogue.render(template, [item])[0]
-    words = re.findall(r"\S+", text)[:MAX_WORDS]
-    if len(words) < 2:
+    query = Queries.one(history, int(model.n_items_), user)
+    return _leave_one_out(model, catalogue, item, lambda texts: model.score_item_texts(query, texts), top)
+
+
+def history_word_weights(model: Any, catalogue: ItemTable, history: np.ndarray, item: int, user: int,
+                         history_item: int, top: int = 8) -> list[WordWeight]:
+    """The words of ``history_item``'s text that raise ``item``'s score most (models that read text)."""
+    if not hasattr(model, "score_with_history_texts"):
         return []
-    variants = [" ".join(words[:k] + words[k + 1:]) for k in range(len(words))]
-    scores = model.score_item_texts(Queries.one(history, int(model.n_items_), user), [" ".join(words), *variants])
-    weights = scores[0] - scores[1:]
-    order = np.argsort(-weights, kind="stable")[:top]
-    return [WordWeight(words[k], float(weights[k])) for k in order]
+    query = Queries.one(history, int(model.n_items_), user)
+    return _leave_one_out(model, catalogue, history_item,
+                          lambda texts: model.score_with_history_texts(query, history_item, texts, item), top)
 
 
 def explain(model: Any, history: np.ndarray, item: int, user: int | None = None,
@@ -112,5 +129,9 @@ def explain(model: Any, history: np.ndarray, item: int, user: int | None = None,
     user = int(model.n_users_ or 0) if user is None else user
     score = float(model.score(Queries.one(history, n_items, user))[0, item])
     contributions, method = history_contributions(model, history, item, user)
-    weights = word_weights(model, catalogue, history, item, user) if words and catalogue is not None else []
-    return Explanation(item, score, method, contributions, weights, time.perf_counter() - started)
+    weights, matched = [], []
+    if words and catalogue is not None:
+        weights = word_weights(model, catalogue, history, item, user)
+        if contributions:
+            matched = history_word_weights(model, catalogue, history, item, user, contributions[0].item)
+    return Explanation(item, score, method, contributions, weights, matched, time.perf_counter() - started)

@@ -77,6 +77,7 @@ def test_the_page_and_the_dashboard_in_a_browser(bundles, tmp_path):
             why = page.locator(".why").first
             expect(why).to_contain_text("exact")
             expect(why).to_contain_text("words:")
+            expect(why).to_contain_text("matched in")
 
             page.fill("#item-id", "i99")
             page.fill("#item-title", "gadget odd model 99")
@@ -88,6 +89,7 @@ def test_the_page_and_the_dashboard_in_a_browser(bundles, tmp_path):
             expect(page.locator("#online tr").nth(1)).to_contain_text("lmcontent")
             expect(page.locator("#totals")).to_contain_text("1 events")
             assert page.locator("#events-chart rect").count() == 60
+            expect(page.locator("#hourly tr").nth(1)).to_contain_text("A")  # the online metrics over time
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             browser.close()
     finally:

@@ -75,6 +75,24 @@ def test_text_models_name_the_words_that_matched(loaded, name):
     assert words.index(bundle.items.raw(item)[1:]) > words.index(kind)
 
 
+@pytest.mark.parametrize("name", ["lmcontent", "textseq"])
+def test_history_words_start_from_the_real_score(loaded, name):
+    """Re-reading the top history item's own full text reproduces the item's score: the word weights are
+    differences from the model's actual answer."""
+    from lmrec.data.queries import Queries
+    from lmrec.text.texts import default_template
+
+    bundle = loaded[name]
+    seq, item = top_recommendation(bundle, MIXED)
+    found = explain(bundle.model, seq, item, len(bundle.users), bundle.catalogue)
+    top = found.history[0].item
+    text = bundle.catalogue.render(default_template(bundle.catalogue), [top])[0]
+    again = bundle.model.score_with_history_texts(Queries.one(seq, len(bundle.items), len(bundle.users)), top,
+                                                  [text], item)
+    assert again[0] == pytest.approx(found.score, rel=1e-4, abs=1e-4)
+    assert found.history_words and found.history_words[0].contribution >= found.history_words[-1].contribution
+
+
 def test_models_without_text_give_no_words(loaded):
     bundle = loaded["sasrec"]
     seq, item = top_recommendation(bundle, MIXED)

@@ -76,6 +76,16 @@ class LMContent(QueryEncoding, Recommender):
         """Scores of items that would have these texts, for the one user of ``queries``."""
         return self._encoder().encode(texts) @ self.user_vectors(queries)[0]
 
+    def score_with_history_texts(self, queries: Queries, history_item: int, texts: list[str], item: int) -> np.ndarray:
+        """``item``'s score for the one user of ``queries`` if ``history_item`` read each of ``texts``."""
+        w = queries.weights(self.config.half_life, self.config.half_life_unit)[0]
+        weight = float(w[0, history_item])
+        base = np.asarray(w @ self.item_vectors_, dtype=np.float32)[0] - weight * self.item_vectors_[history_item]
+        users = base[None, :] + weight * self._encoder().encode(texts)
+        norms = np.linalg.norm(users, axis=1, keepdims=True)
+        users = np.divide(users, norms, out=np.zeros_like(users), where=norms > 0)
+        return users @ self.item_vectors_[item]
+
     # --- serving: new items and free text, read by the encoder the model was fitted with ---------------------
     def _encoder(self) -> TextEncoder:
         if getattr(self, "_text_encoder", None) is None:

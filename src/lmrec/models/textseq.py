@@ -178,6 +178,23 @@ class TextSeqNet(nn.Module):
             return states
         return torch.cat([states, self.prior.pool(lm, valid)], dim=-1)
 
+    def states_with_item_text(self, batch: SequenceBatch, item: int, lm: torch.Tensor) -> torch.Tensor:
+        """The last state of ``batch``'s one sequence once for each row of ``lm`` (``[m, lm_dim]``), with
+        ``item``'s text vector replaced by that row wherever it occurs (its ID part kept)."""
+        tokens = batch.tokens.expand(len(lm), -1)
+        valid = tokens != 0
+        present, inverse = torch.unique(tokens.clamp(min=1) - 1, return_inverse=True)
+        x = self.adapted(present)[inverse]
+        at = (tokens == item + 1).unsqueeze(-1)
+        replaced = self.adaptor(lm).unsqueeze(1) + (self.adapted(torch.tensor([item], device=lm.device))
+                                                     - self.adaptor(self.lm[item:item + 1])).unsqueeze(1)
+        x = torch.where(at, replaced, x) * valid.unsqueeze(-1)
+        states = self.encoder(x, valid)
+        if self.prior is not None:
+            raw = torch.where(at, lm.unsqueeze(1), self.lm[present][inverse])
+            states = torch.cat([states, self.prior.pool(raw, valid)], dim=-1)
+        return states[:, -1]
+
     def encode_queries(self, batch: SequenceBatch, text: torch.Tensor | None = None) -> torch.Tensor:
         return self.sequence_states(batch, text)[:, -1]
 
@@ -308,6 +325,17 @@ class TextSeqRec(QueryEncoding, SequentialRecommender):
                 rows = torch.cat([rows, F.normalize(lm, dim=-1)], dim=-1)
             batch = query_batch(queries.sequences[:1], self.config.max_len).to(device)
             return net.similarity(net.encode_queries(batch), rows)[0].float().cpu().numpy()
+
+    def score_with_history_texts(self, queries: Queries, history_item: int, texts: list[str], item: int) -> np.ndarray:
+        """``item``'s score for the one user of ``queries`` if ``history_item`` read each of ``texts``."""
+        net = self._net()
+        device = next(net.parameters()).device
+        lm = torch.as_tensor(self._encoder().encode(texts), dtype=torch.float32, device=device)
+        with torch.no_grad():
+            batch = query_batch(queries.sequences[:1], self.config.max_len).to(device)
+            states = net.states_with_item_text(batch, history_item, lm)
+            target = self._item_table(net)[item:item + 1]
+            return net.similarity(states, target)[:, 0].float().cpu().numpy()
 
     def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
         self._check_fitted()

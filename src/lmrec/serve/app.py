@@ -94,6 +94,8 @@ class ExplainResponse(BaseModel):
     method: Literal["exact", "occlusion"]
     history: list[HistoryContribution]
     words: list[WordContribution]
+    history_words: list[WordContribution] = Field(
+        description="words of the first history item's text, by how much the item's score falls without them")
     ms: float
 
 
@@ -280,6 +282,7 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
             history=[HistoryContribution(id=str(state.items.raw(c.item)), title=str(state.titles[c.item]),
                                          contribution=c.contribution) for c in found.history],
             words=[WordContribution(word=w.word, contribution=w.contribution) for w in found.words],
+            history_words=[WordContribution(word=w.word, contribution=w.contribution) for w in found.history_words],
             ms=round(1000 * found.seconds, 2))
 
     @app.get("/metrics/online", dependencies=reads)

@@ -117,6 +117,10 @@ async function explain(item, row) {
   if (found.words.length) {
     box.append(element("div", "words: " + found.words.slice(0, 6).map((w) => `${w.word} (${w.contribution >= 0 ? "+" : ""}${w.contribution.toFixed(3)})`).join(", ")));
   }
+  if (found.history_words.length && found.history.length) {
+    const first = found.history[0];
+    box.append(element("div", `matched in ${first.title || first.id}: ` + found.history_words.slice(0, 6).map((w) => `${w.word} (${w.contribution >= 0 ? "+" : ""}${w.contribution.toFixed(3)})`).join(", ")));
+  }
   row.append(box);
 }
 

@@ -51,6 +51,8 @@ async function refresh() {
     Object.entries(ready.arms).map(([arm, a]) => [arm, a.version, a.share.toFixed(2)]));
   table($("online"), ["arm", "model version", "lists", "judged", "hit@10", "ndcg@10", "click-through", "items served"],
     online.versions.map((r) => [r.arm, r.model, r.lists, r.judged, interval(r["hit@10"]), interval(r["ndcg@10"]), interval(r.click_through), r.items_served]));
+  table($("hourly"), ["from", "arm", "lists", "judged", "hit@10", "click-through"],
+    online.buckets.map((b) => [new Date(b.from * 1000).toLocaleString(), b.arm, b.lists, b.judged, interval(b["hit@10"]), interval(b.click_through)]));
   const ab = online.ab;
   $("ab").textContent = ab ? `A/B (hit@10, ${ab.b} - ${ab.a}): ${ab.difference >= 0 ? "+" : ""}${ab.difference.toFixed(4)}` +
     (ab.p === null ? ", no test (both arms constant)" : `, p = ${ab.p.toPrecision(3)}: ${ab["significant_at_0.05"] ? "significant" : "not significant"} at 0.05`) : "";
