@@ -216,6 +216,36 @@ def train(
 
 
 @app.command()
+def tune(
+    dataset: str = typer.Option(..., help="Dataset name, e.g. movielens-100k."),
+    model: str = typer.Option(..., help="Model name, e.g. ease, sasrec, textseq."),
+    out_dir: Path = typer.Option(..., "--out", help="Bundle folder for the best configuration (tested once)."),
+    split: Optional[str] = typer.Option(None, help="loo | temporal | random | cold-items | cold-users | predefined."),
+    trials: int = typer.Option(20, min=1, help="Trials the study ends with (a resumed study runs the rest)."),
+    metric: str = typer.Option("ndcg@10", help="Validation metric to maximise (ndcg@K, recall@K, hit@K, mrr@K, ...)."),
+    sampler: str = typer.Option("tpe", help="tpe | random | grid (grid: categorical choices only)."),
+    pruner: str = typer.Option("median", help="median | none: stop poor trials early on their validation curve."),
+    space: Optional[Path] = typer.Option(None, help="YAML search spaces (default: the shipped ones)."),
+    set_: list[str] = typer.Option([], "--set", help="Fix a model option for every trial, e.g. --set epochs=20."),
+    timeout: Optional[float] = typer.Option(None, min=1, help="Stop starting trials after this many seconds."),
+    jobs: int = typer.Option(1, min=1, help="Trials run at once (threads)."),
+    study_dir: Path = typer.Option(Path("runs/tune"), help="Where studies (SQLite), reports and plots go."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Tune a model's hyperparameters on the validation part (Optuna; test locked during the search), then
+    train the best configuration as a bundle and evaluate it on test once. A killed search resumes."""
+    config = validate(PrepareConfig, {"dataset": dataset, "split": split})
+    found = pipeline.tune(config, model, trials, out_dir, metric, parse_options(set_), space, sampler, pruner,
+                          timeout, jobs, study_dir, data_dir=data_dir)
+    s = found.search
+    out.print(f"{model} on {dataset}: {len(s.trials)} trials ({sum(t['state'] == 'pruned' for t in s.trials)} pruned), "
+              f"{s.seconds:.0f} s; best valid {metric} {s.best_value:.4f} with {s.best_params}")
+    means = found.run.result.means()
+    out.print("test (once): " + "  ".join(f"{m} {means[m]:.4f}" for m in means if m.split("@")[0] in ("recall", "ndcg")))
+    out.print(f"bundle: {found.run.path}; report: {found.report}")
+
+
+@app.command()
 def evaluate(
     bundle: Path = typer.Argument(..., help="Bundle folder written by `lmrec train` or `lmrec bench --save`."),
     part: str = typer.Option("test", help="test | valid: which part of the bundle's split."),

@@ -22,6 +22,7 @@ from lmrec.errors import ConfigError, DataError, DatasetNotFound, LmrecError
 from lmrec.eval import EvalResult, Evaluator
 from lmrec.eval.report import category_vectors
 from lmrec.explain import Explanation, explain
+from lmrec.fsutil import inside
 from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
 from lmrec.models.two_tower import TwoTowerLM
@@ -35,7 +36,7 @@ from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "demo_bundle", "demo_serve", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
-           "explain_from_bundle", "online_report", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
+           "explain_from_bundle", "online_report", "tune", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
@@ -359,6 +360,41 @@ def refit(bundle: str | Path, store: str | Path | None = None, out: str | Path |
     bundle = Path(bundle)
     store = Path(store) if store is not None else bundle.with_name(bundle.name + ".events.sqlite")
     return refit_bundle(bundle, store, bundle if out is None else out, params)
+
+
+@dataclass
+class TuneRun:
+    """What ``tune`` produced: the search, the bundle of the best trial (tested once), the report files."""
+
+    search: Any  # lmrec.tuning.SearchResult
+    run: TrainRun
+    report: Path
+    study_dir: Path
+
+
+def tune(config: PrepareConfig | str, model: str, trials: int = 20, out: str | Path = "bundle",
+         metric: str = "ndcg@10", fixed: dict[str, Any] | None = None, space: str | Path | None = None,
+         sampler: str = "tpe", pruner: Any = "median", timeout: float | None = None, jobs: int = 1,
+         study_dir: str | Path = "runs/tune", ks: tuple[int, ...] = (10, 20), data_dir: str | Path | None = None,
+         ) -> TuneRun:
+    """Search ``model``'s hyperparameters on the valid part (``lmrec.tuning``; test locked meanwhile), then
+    train the best trial's configuration as a bundle in ``out`` (test evaluated once, there). The study
+    (SQLite, resumable), ``tune.json`` and ``history.png`` go to ``study_dir/<dataset>-<split>-<model>``."""
+    from lmrec.tuning import importances, plot_history, search
+
+    _check_ks(ks)
+    prepared = prepare(config, data_dir=data_dir)
+    folder = inside(Path(study_dir), f"{prepared.name}-{prepared.split.name}-{model}")
+    found = search(prepared, model, trials, folder / "study.db", metric, fixed, space, sampler, pruner,  # type: ignore[arg-type]
+                   timeout, jobs)
+    run = train(prepared.config, model, found.best_params, out, ks, data_dir)
+    summary = {"dataset": prepared.name, "split": prepared.split.name, "model": model, "metric": metric,
+               "sampler": sampler, "trials": len(found.trials), "search_seconds": round(found.seconds, 1),
+               "best_valid": found.best_value, "best_params": found.best_params, "importances": importances(found),
+               "test": run.result.means(), "bundle": str(run.path), "trial_log": found.trials}
+    (folder / "tune.json").write_text(json.dumps(summary, indent=2, default=str))
+    plot_history(found, folder / "history.png")
+    return TuneRun(found, run, folder / "tune.json", folder)
 
 
 def online_report(store: str | Path, k: int = 10, window: float = 3600.0, bucket: float | None = 3600.0

@@ -8,7 +8,10 @@ results and paired tests in ``lmrec.eval.results``.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +45,24 @@ class Sampled:
         return f"sampled-{self.n}-{self.distribution}"
 
 
+# While a hyperparameter search runs, nothing in the process may evaluate on test: the search must choose on
+# validation alone. A process-wide count (not a context variable): parallel trials run in other threads.
+_test_locks: list[str] = []
+_test_lock_guard = threading.Lock()
+
+
+@contextmanager
+def lock_test_part(reason: str) -> Iterator[None]:
+    """Within this block, building an ``Evaluator`` on the test part raises ``ConfigError`` naming ``reason``."""
+    with _test_lock_guard:
+        _test_locks.append(reason)
+    try:
+        yield
+    finally:
+        with _test_lock_guard:
+            _test_locks.remove(reason)
+
+
 class Evaluator:
     """Evaluates any ``Recommender`` on one part of a ``Split``.
 
@@ -57,6 +78,9 @@ class Evaluator:
                  check_leakage: bool = True, users: np.ndarray | None = None):
         if part not in ("valid", "test"):
             raise ConfigError(f"evaluate on 'valid' or 'test', not {part!r}")
+        if part == "test" and _test_locks:
+            raise ConfigError(f"the test part is locked while {_test_locks[0]}: a search chooses on validation "
+                              "only, and test is evaluated once, for the chosen model")
         if not ks or min(ks) < 1:
             raise ConfigError(f"ks must be positive cut-offs, got {ks}")
         if check_leakage:

@@ -1,0 +1,227 @@
+"""Hyperparameter search that never touches test (``lmrec tune``), on Optuna.
+
+Each trial fits the model on the split's train part and is scored on the valid part only; models trained in
+epochs report their validation curve to the trial, so a pruner stops a poor trial early. While the search
+runs the test part is locked (``lmrec.eval.lock_test_part``): building a test Evaluator is an error. The
+study lives in SQLite, so a killed search resumes where it stopped and ``trials`` is the number the study
+ends with. Search spaces come from ``spaces.yaml`` (shipped defaults) or a file of the same form.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from lmrec.data.prepared import Prepared
+from lmrec.errors import ConfigError
+from lmrec.eval import Evaluator, lock_test_part
+from lmrec.progress import logger
+from lmrec.registry import create, model_class
+
+RANKING_METRICS = ("ndcg", "recall", "hit", "mrr", "map", "precision")
+Sampler = Literal["tpe", "random", "grid"]
+Pruner = Literal["median", "none"]
+
+
+def default_spaces() -> dict[str, dict[str, Any]]:
+    """The shipped search space of every model that has one."""
+    return yaml.safe_load(resources.files("lmrec.tuning").joinpath("spaces.yaml").read_text())
+
+
+def load_space(model: str, file: str | Path | None = None) -> dict[str, Any]:
+    """The search space of ``model`` (from ``file``, else the shipped defaults), checked against its options."""
+    spaces = default_spaces() if file is None else _read_yaml(Path(file))
+    if model not in spaces:
+        where = "the shipped spaces" if file is None else str(file)
+        raise ConfigError(f"no search space for {model!r} in {where} (it has {', '.join(sorted(spaces))}); "
+                          "give one with --space FILE")
+    space = spaces[model]
+    fields = model_class(model).Config.model_fields
+    for name, spec in space.items():
+        if name not in fields:
+            raise ConfigError(f"search space of {model!r}: {name!r} is not one of its options ({', '.join(fields)})")
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind == "categorical":
+            if not spec.get("choices"):
+                raise ConfigError(f"search space of {model!r}: {name!r} needs a non-empty 'choices' list")
+        elif kind in ("int", "float"):
+            if not {"low", "high"} <= set(spec) or spec["low"] > spec["high"]:
+                raise ConfigError(f"search space of {model!r}: {name!r} needs low <= high")
+            if spec.get("log") and spec["low"] <= 0:
+                raise ConfigError(f"search space of {model!r}: {name!r} is log-scaled, so low must be > 0")
+        else:
+            raise ConfigError(f"search space of {model!r}: {name!r} has type {kind!r}; use float, int or categorical")
+    return space
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read a search space file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a search space file maps model names to their parameters")
+    return data
+
+
+def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    if spec["type"] == "categorical":
+        return trial.suggest_categorical(name, spec["choices"])
+    if spec["type"] == "int":
+        return trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+    return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+
+
+class _ReportingValidation:
+    """The validation a model trained in epochs calls after each epoch: reports the metric to the trial and
+    stops a trial the pruner gives up on (``optuna.TrialPruned`` leaves the training loop)."""
+
+    def __init__(self, evaluator: Evaluator, trial: Any, metric: str):
+        self.evaluator, self.trial, self.metric, self.step = evaluator, trial, metric, 0
+
+    def evaluate(self, model: Any, name: str | None = None) -> Any:
+        import optuna
+
+        result = self.evaluator.evaluate(model, name=name)
+        self.step += 1
+        self.trial.report(result.means()[self.metric], self.step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"{self.metric} {result.means()[self.metric]:.4f} after epoch {self.step}")
+        return result
+
+
+@dataclass
+class SearchResult:
+    study: Any  # optuna.Study
+    best_params: dict[str, Any]
+    best_value: float
+    metric: str
+    trials: list[dict[str, Any]]
+    seconds: float  # the trials' own time, summed (the search's CPU budget on one core)
+
+
+def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: str = "ndcg@10",
+           fixed: dict[str, Any] | None = None, space_file: str | Path | None = None, sampler: Sampler = "tpe",
+           pruner: Pruner | Any = "median", timeout: float | None = None, jobs: int = 1, seed: int = 0) -> SearchResult:
+    """Run (or resume) the study in ``storage`` until it holds ``trials`` finished trials (or ``timeout``
+    seconds pass); returns the best parameters found on validation."""
+    import optuna
+
+    if trials < 1 or jobs < 1:
+        raise ConfigError(f"trials and jobs must be at least 1, got {trials} and {jobs}")
+    space = load_space(model, space_file)
+    fixed = dict(fixed or {})
+    clash = sorted(set(fixed) & set(space))
+    if clash:
+        raise ConfigError(f"{', '.join(clash)}: fixed with --set and also searched; drop one of the two")
+    create(model, ("ranker",), **fixed)  # bad fixed options fail before any trial
+    name, _, cut = metric.partition("@")
+    if name not in RANKING_METRICS or not cut.isdigit() or int(cut) < 1:
+        raise ConfigError(f"metric {metric!r}: use one of {', '.join(RANKING_METRICS)} at a cut-off, e.g. ndcg@10")
+    evaluator = Evaluator(prepared.split, "valid", ks=tuple(sorted({int(cut), 10})))
+
+    def objective(trial: Any) -> float:
+        params = {**fixed, **{name: _suggest(trial, name, spec) for name, spec in space.items()}}
+        recommender = create(model, ("ranker",), **params)
+        started = time.perf_counter()
+        validation = _ReportingValidation(evaluator, trial, metric) if recommender.uses_validation else None
+        recommender.fit(prepared.split.train, prepared.items, validation=validation)
+        value = evaluator.evaluate(recommender, name=model).means()[metric]
+        trial.set_user_attr("fit_seconds", round(time.perf_counter() - started, 2))
+        return float(value)
+
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name=f"{prepared.name}-{prepared.split.name}-{model}-{metric}", storage=f"sqlite:///{storage}",
+        load_if_exists=True, direction="maximize", sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner))
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    remaining = trials - len(done)
+    if done:
+        logger.info("study %s: %d trials already done, %d to go", study.study_name, len(done), max(remaining, 0))
+    if remaining > 0:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with lock_test_part(f"the search for {model} runs"):
+            study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=jobs, catch=())
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise ConfigError(f"no trial of {model} completed; raise --trials or use --pruner none")
+    rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
+             "seconds": t.duration.total_seconds() if t.duration else None} for t in study.trials]
+    seconds = float(np.nansum([r["seconds"] or 0.0 for r in rows]))
+    best = study.best_trial
+    return SearchResult(study, {**fixed, **best.params}, float(best.value), metric, rows, seconds)
+
+
+def _sampler(kind: Sampler, space: dict[str, Any], seed: int) -> Any:
+    import optuna
+
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "grid":
+        if any(spec["type"] != "categorical" for spec in space.values()):
+            raise ConfigError("a grid search needs every parameter as categorical choices (give a space file)")
+        return optuna.samplers.GridSampler({name: spec["choices"] for name, spec in space.items()}, seed=seed)
+    raise ConfigError(f"sampler must be tpe, random or grid, got {kind!r}")
+
+
+def _pruner(kind: Pruner | Any) -> Any:
+    import optuna
+
+    if kind == "median":  # no pruning before 3 finished trials, nor in a trial's first 2 epochs
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    if isinstance(kind, str):
+        raise ConfigError(f"pruner must be median or none, got {kind!r}")
+    return kind  # an optuna pruner object (Python API)
+
+
+def importances(result: SearchResult) -> dict[str, float]:
+    """Each searched parameter's share of the metric's variance across completed trials (Optuna's fANOVA);
+    empty when there are too few trials to tell."""
+    import optuna
+
+    complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2 or not complete[0].params:
+        return {}
+    try:
+        with warnings.catch_warnings():  # few trials: Optuna warns that its estimate is rough; the report says how many
+            warnings.simplefilter("ignore", UserWarning)
+            found = optuna.importance.get_param_importances(result.study)
+        return {k: round(float(v), 4) for k, v in found.items()}
+    except (RuntimeError, ValueError) as exc:  # e.g. every trial got the same value
+        logger.info("parameter importances not computed: %s", exc)
+        return {}
+
+
+def plot_history(result: SearchResult, path: Path) -> Path:
+    """The optimisation history: each trial's validation metric and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    done = [r for r in result.trials if r["value"] is not None and r["state"] == "complete"]
+    xs, ys = [r["number"] for r in done], [r["value"] for r in done]
+    ax.scatter(xs, ys, s=18, label="trial")
+    ax.plot(xs, np.maximum.accumulate(ys) if ys else ys, color="tab:red", label="best so far")
+    pruned = [r["number"] for r in result.trials if r["state"] == "pruned"]
+    if pruned:
+        ax.scatter(pruned, [min(ys or [0])] * len(pruned), marker="x", color="grey", label="pruned")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"valid {result.metric}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

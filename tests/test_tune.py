@@ -1,0 +1,93 @@
+"""`lmrec tune`: the search chooses on validation with test locked, resumes from its SQLite study, prunes
+on the validation curve, and writes the best configuration as a bundle tested once."""
+
+import json
+
+import pytest
+
+from lmrec import pipeline
+from lmrec.data import PrepareConfig, prepare
+from lmrec.errors import ConfigError
+from lmrec.eval import Evaluator, lock_test_part
+from lmrec.tuning import load_space, search
+from tests.serve.conftest import write_parity_dataset
+
+
+@pytest.fixture
+def home(tmp_path):
+    return write_parity_dataset(tmp_path / "home")
+
+
+@pytest.fixture
+def config():
+    return PrepareConfig(dataset="parity", split="loo")
+
+
+def test_the_test_part_is_locked_during_a_search(home, config):
+    split = prepare(config, data_dir=home).split
+    with lock_test_part("a search runs"):
+        with pytest.raises(ConfigError, match="test part is locked while a search runs"):
+            Evaluator(split, "test")
+        Evaluator(split, "valid")  # validation stays open
+    Evaluator(split, "test")  # and test reopens afterwards
+
+
+def test_tune_searches_resumes_and_tests_the_best_once(home, config, tmp_path, monkeypatch):
+    tested = []
+    original = Evaluator.__init__
+
+    def counting(self, split, part="test", *args, **kwargs):
+        tested.append(part)
+        original(self, split, part, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "__init__", counting)
+    run = pipeline.tune(config, "itemknn", trials=5, out=tmp_path / "best", sampler="random",
+                        study_dir=tmp_path / "studies", data_dir=home)
+    assert tested.count("test") == 1  # once, for the chosen configuration
+    report = json.loads(run.report.read_text())
+    assert report["trials"] == 5 and report["test"]["ndcg@10"] > 0
+    space = load_space("itemknn")
+    assert 10 <= report["best_params"]["k"] <= 1000 and space["shrink"]["low"] <= report["best_params"]["shrink"]
+    assert report["best_valid"] == max(t["value"] for t in report["trial_log"])
+    assert (run.study_dir / "study.db").is_file() and (run.study_dir / "history.png").stat().st_size > 5000
+    assert pipeline.Bundle.load(run.run.path).model.config.k == report["best_params"]["k"]
+    # a second call resumes the study: 3 more trials make 8
+    again = pipeline.tune(config, "itemknn", trials=8, out=tmp_path / "best", sampler="random",
+                          study_dir=tmp_path / "studies", data_dir=home)
+    assert len(again.search.trials) == 8
+    assert [t["params"] for t in again.search.trials[:5]] == [t["params"] for t in report["trial_log"]]
+
+
+def test_poor_trials_are_pruned_on_their_validation_curve(home, config, tmp_path):
+    import optuna
+
+    prepared = prepare(config, data_dir=home)
+    space = tmp_path / "space.yaml"
+    space.write_text("sasrec:\n  lr: {type: float, low: 0.0005, high: 0.01, log: true}\n"
+                     "  dropout: {type: float, low: 0.0, high: 0.5}\n")
+    fixed = {"epochs": 3, "dim": 16, "layers": 1, "max_len": 8, "patience": 10}
+    # a threshold no trial reaches: each is stopped at its first validation, so none completes
+    with pytest.raises(ConfigError, match="no trial of sasrec completed"):
+        search(prepared, "sasrec", 2, tmp_path / "a.db", fixed=fixed, space_file=space, sampler="random",
+               pruner=optuna.pruners.ThresholdPruner(lower=1.01))
+    found = search(prepared, "sasrec", 2, tmp_path / "b.db", fixed=fixed, space_file=space, sampler="random",
+                   pruner="none")
+    assert [t["state"] for t in found.trials] == ["complete", "complete"]
+    assert all(0.0005 <= t["params"]["lr"] <= 0.01 for t in found.trials)
+    assert found.best_params["dim"] == 16  # the fixed options are part of the best configuration
+
+
+def test_bad_searches_are_refused(home, config, tmp_path):
+    prepared = prepare(config, data_dir=home)
+    space = tmp_path / "space.yaml"
+    space.write_text("ease:\n  lambda: {type: float, low: 1, high: 10}\n")
+    with pytest.raises(ConfigError, match="'lambda' is not one of its options"):
+        search(prepared, "ease", 1, tmp_path / "s.db", space_file=space)
+    with pytest.raises(ConfigError, match="fixed with --set and also searched"):
+        search(prepared, "ease", 1, tmp_path / "s.db", fixed={"l2": 5.0})
+    with pytest.raises(ConfigError, match="no search space for 'pop'"):
+        search(prepared, "pop", 1, tmp_path / "s.db")
+    with pytest.raises(ConfigError, match="metric 'ndcg'"):
+        search(prepared, "ease", 1, tmp_path / "s.db", metric="ndcg")
+    with pytest.raises(ConfigError, match="grid search needs every parameter as categorical"):
+        search(prepared, "ease", 1, tmp_path / "s.db", sampler="grid")
