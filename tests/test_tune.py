@@ -47,7 +47,7 @@ def test_tune_searches_resumes_and_tests_the_best_once(home, config, tmp_path, m
     report = json.loads(run.report.read_text())
     assert report["trials"] == 5 and report["test"]["ndcg@10"] > 0
     space = load_space("itemknn")
-    assert 10 <= report["best_params"]["k"] <= 1000 and space["shrink"]["low"] <= report["best_params"]["shrink"]
+    assert 5 <= report["best_params"]["k"] <= 1000 and space["shrink"]["low"] <= report["best_params"]["shrink"]
     assert report["best_valid"] == max(t["value"] for t in report["trial_log"])
     assert (run.study_dir / "study.db").is_file() and (run.study_dir / "history.png").stat().st_size > 5000
     assert pipeline.Bundle.load(run.run.path).model.config.k == report["best_params"]["k"]

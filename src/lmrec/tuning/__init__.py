@@ -138,6 +138,7 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
         return float(value)
 
     storage.parent.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lmrec reports progress itself
     study = optuna.create_study(
         study_name=f"{prepared.name}-{prepared.split.name}-{model}-{metric}", storage=f"sqlite:///{storage}",
         load_if_exists=True, direction="maximize", sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner))
@@ -146,7 +147,6 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
     if done:
         logger.info("study %s: %d trials already done, %d to go", study.study_name, len(done), max(remaining, 0))
     if remaining > 0:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         with lock_test_part(f"the search for {model} runs"):
             study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=jobs, catch=())
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
