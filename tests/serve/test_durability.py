@@ -47,6 +47,18 @@ def start(bundle, store, port, *options):
     raise AssertionError("server did not become ready")
 
 
+def assert_answers_as_a_fresh_process(port, acked, fresh):
+    """Each user's history holds their acknowledged events once, in order (plus at most the one in flight at
+    the kill), and `/recommend` answers what ``fresh`` (a state built from the store) computes."""
+    for user in USERS:
+        history = httpx.get(f"http://127.0.0.1:{port}/users/{user}", params={"limit": 1000}).json()["history"]
+        stored_order = [h["id"] for h in reversed(history)]
+        mine = [item for u, item, _ in acked if u == user]
+        assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
+        answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
+        assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_stream_loses_no_acknowledged_event(bundles, tmp_path):
     store, port = tmp_path / "events.sqlite", free_port()
@@ -82,14 +94,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(bundles, tmp_path):
 
     server = start(bundles["itemknn"], store, port)
     try:
-        fresh = ServiceState(Bundle.load(bundles["itemknn"]), EventStore(store))
-        for user in USERS:
-            history = httpx.get(f"http://127.0.0.1:{port}/users/{user}", params={"limit": 1000}).json()["history"]
-            stored_order = [h["id"] for h in reversed(history)]
-            mine = [item for u, item, _ in acked if u == user]
-            assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
-            answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
-            assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]
+        assert_answers_as_a_fresh_process(port, acked, ServiceState(Bundle.load(bundles["itemknn"]), EventStore(store)))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -162,15 +167,8 @@ def test_a_swap_to_a_refit_bundle_mid_stream_fails_nothing_and_loses_nothing(bun
     assert all(counts.get(eid) == 1 for _, _, eid in traffic.acked)
     server = start(tmp_path / "next", store, port)
     try:
-        fresh = Service(tmp_path / "next", EventStore(store)).state
-        for user in USERS:
-            history = httpx.get(f"http://127.0.0.1:{port}/users/{user}", params={"limit": 1000}).json()["history"]
-            stored_order = [h["id"] for h in reversed(history)]
-            mine = [item for u, item, _ in traffic.acked if u == user]
-            # the refit bundle holds the first events, the store the rest: each counted once, in order
-            assert stored_order[:len(mine)] == mine and len(stored_order) <= len(mine) + 1
-            answer = httpx.post(f"http://127.0.0.1:{port}/recommend", json={"user_id": user, "k": 5}).json()["items"]
-            assert [(r["id"], r["score"]) for r in answer] == [(r.item, r.score) for r in fresh.recommend(user, k=5)]
+        # the refit bundle holds the first events, the store the rest: each counted once, in order
+        assert_answers_as_a_fresh_process(port, traffic.acked, Service(tmp_path / "next", EventStore(store)).state)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

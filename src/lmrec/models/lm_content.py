@@ -12,9 +12,9 @@ from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.base import Recommender
-from lmrec.models.text_query import QueryEncoding, TextQuery
+from lmrec.models.text_query import TextQuery, TextServing
 from lmrec.text.encoder import DEFAULT_ENCODER, TextEncoder, load_encoder
-from lmrec.text.texts import item_vectors, matching_encoder, new_item_vectors
+from lmrec.text.texts import item_vectors, matching_encoder
 
 
 class LMContentConfig(BaseModel):
@@ -29,7 +29,7 @@ class LMContentConfig(BaseModel):
     max_length: int = Field(128, ge=8, description="tokens per item text (longer texts are truncated)")
 
 
-class LMContent(QueryEncoding, Recommender):
+class LMContent(TextServing, Recommender):
     """score(u, i) = <user vector, item vector> over every item with text, including items nobody has
     interacted with yet (cold-start items). Item vectors come from the embedding cache."""
 
@@ -94,13 +94,9 @@ class LMContent(QueryEncoding, Recommender):
                                                   batch_size=c.batch_size, max_length=c.max_length)
         return self._text_encoder
 
-    def encode_new_items(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
-        return new_item_vectors(items, self._new_rows(items, new), self._encoder(), self.config.template)
-
     def add_items(self, items: ItemTable, new: np.ndarray, vectors: np.ndarray) -> None:
+        self._check_added(items, new, vectors)
         assert self.n_items_ is not None
-        if len(items) != self.n_items_ + len(new) or len(vectors) != len(new):
-            raise ConfigError(f"{self.name}: {len(vectors)} vectors for {len(new)} new items")
         self.item_vectors_ = np.concatenate([self.item_vectors_, vectors])
         self.has_text_ = np.concatenate([self.has_text_, np.ones(len(new), dtype=bool)])
         self.n_items_ += len(new)

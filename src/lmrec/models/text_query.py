@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from lmrec.data.items import ItemTable
 from lmrec.errors import ConfigError
 from lmrec.text.encoder import TextEncoder
+from lmrec.text.texts import new_item_vectors
 
 _NEGATION = re.compile(r"\b(?:not|no|without|except|but not)\s+([^,.;]+)", re.IGNORECASE)
 
@@ -73,21 +76,32 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
-class QueryEncoding:
-    """For models that read free-text queries with their item encoder (``_encoder()``): ``int8_queries``
-    switches queries to an int8 copy of it (CPU; ``bench/query_int8.py`` measures speed and quality). Item
-    vectors always come from the float32 encoder the model was trained with."""
+class TextServing:
+    """What a model that reads item text can do at serving time, given its ``_encoder()`` (the encoder it was
+    fitted with, fingerprint checked): encode items added after training (``encode_new_items``), and read
+    free-text queries, optionally with an int8 copy of that encoder (``int8_queries``; ``bench/query_int8.py``
+    measures speed and quality). Item vectors always come from the float32 encoder."""
 
+    # Mixed into a Recommender (first, so these override its refusals); it provides ``_new_rows``, ``config``
+    # and ``n_items_``, the model ``_encoder()``.
     int8_queries: bool = False
 
-    def _encoder(self) -> TextEncoder:
-        raise NotImplementedError
+    def encode_new_items(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
+        model: Any = self
+        return new_item_vectors(items, model._new_rows(items, new), model._encoder(), model.config.template)
+
+    def _check_added(self, items: ItemTable, new: np.ndarray, vectors: np.ndarray) -> None:
+        n_items = getattr(self, "n_items_", None)
+        assert n_items is not None
+        if len(items) != n_items + len(new) or len(vectors) != len(new):
+            raise ConfigError(f"{getattr(self, 'name', 'model')}: {len(vectors)} vectors for {len(new)} new items")
 
     def query_encoder(self) -> TextEncoder:
+        model: Any = self
         if not self.int8_queries:
-            return self._encoder()
+            return model._encoder()
         if getattr(self, "_int8_encoder", None) is None:
-            encoder = self._encoder()
+            encoder = model._encoder()
             if not hasattr(encoder, "int8_copy"):
                 raise ConfigError(f"int8 queries need a Hugging Face encoder; {encoder!r} has no int8 form")
             self._int8_encoder = encoder.int8_copy()

@@ -31,13 +31,13 @@ from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.sequential import SequentialConfig, SequentialRecommender
-from lmrec.models.text_query import QueryEncoding
+from lmrec.models.text_query import TextServing
 from lmrec.nn.adaptor import MoEAdaptor
 from lmrec.nn.transformer import CausalEncoder
 from lmrec.text import backbone
 from lmrec.text.backbone import DEFAULT_ENCODER
 from lmrec.text.encoder import TextEncoder, load_encoder
-from lmrec.text.texts import item_vectors, matching_encoder, new_item_vectors
+from lmrec.text.texts import item_vectors, matching_encoder
 
 PARTS = ("adaptor", "encoder", "ids")
 
@@ -246,7 +246,7 @@ class TextSeqNet(nn.Module):
         return sims + self.prior.scale * (states[..., d:] * items[..., d:]).sum(-1)
 
 
-class TextSeqRec(QueryEncoding, SequentialRecommender):
+class TextSeqRec(TextServing, SequentialRecommender):
     """Text-based transferable sequential recommender (UniSRec-style adaptor, trained from scratch here)."""
 
     name = "textseq"
@@ -295,13 +295,9 @@ class TextSeqRec(QueryEncoding, SequentialRecommender):
                                                   max_length=self.config.max_text_length)
         return self._text_encoder
 
-    def encode_new_items(self, items: ItemTable, new: np.ndarray) -> np.ndarray:
-        return new_item_vectors(items, self._new_rows(items, new), self._encoder(), self.config.template)
-
     def add_items(self, items: ItemTable, new: np.ndarray, vectors: np.ndarray) -> None:
+        self._check_added(items, new, vectors)
         assert self.n_items_ is not None
-        if len(items) != self.n_items_ + len(new) or len(vectors) != len(new):
-            raise ConfigError(f"{self.name}: {len(vectors)} vectors for {len(new)} new items")
         self.inputs_ = {**self.inputs_, "lm": np.concatenate([self.inputs_["lm"], vectors]),
                         "has_text": np.concatenate([self.inputs_["has_text"], np.ones(len(new), dtype=bool)])}
         self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(new), dtype=np.float32)])
