@@ -18,6 +18,7 @@ from lmrec.models import (
     ALS,
     BPR,
     EASE,
+    GRU4Rec,
     HybridNCF,
     ItemKNN,
     LMContent,
@@ -33,7 +34,7 @@ from lmrec.models.base import Model, read_model_meta
 T = TypeVar("T", bound=type[Model])
 
 BUILTIN: tuple[type[Model], ...] = (
-    Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LMContent, HybridNCF, SASRec, TextSeqRec,
+    Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LMContent, HybridNCF, SASRec, GRU4Rec, TextSeqRec,
     TwoTowerLM, IdFM, FrozenEncoderMLP, CrossEncoderCTR, RelevanceMLP,
 )
 MODELS: dict[str, type[Model]] = {}

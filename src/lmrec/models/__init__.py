@@ -2,6 +2,7 @@
 
 from lmrec.models.base import Model, Recommender
 from lmrec.models.ease import EASE
+from lmrec.models.gru4rec import GRU4Rec
 from lmrec.models.hybrid_ncf import HybridNCF
 from lmrec.models.knn import ItemKNN, UserKNN
 from lmrec.models.lm_content import LMContent
@@ -12,4 +13,4 @@ from lmrec.models.textseq import TextSeqRec
 from lmrec.models.tfidf import TfidfContent
 from lmrec.models.two_tower import TwoTowerLM
 
-__all__ = ["ALS", "BPR", "EASE", "HybridNCF", "ItemKNN", "LMContent", "Model", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]
+__all__ = ["ALS", "BPR", "EASE", "GRU4Rec", "HybridNCF", "ItemKNN", "LMContent", "Model", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]

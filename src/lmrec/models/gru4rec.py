@@ -1,0 +1,76 @@
+"""GRU4Rec (Hidasi et al., 2016): a GRU over the item sequence; scores are dot products with the item
+embeddings (shared with the input), trained on every position at once like SASRec (full softmax by
+default, which later studies found much stronger than the original ranking losses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lmrec.data.batching import SequenceBatch
+from lmrec.models.sequential import SequentialConfig, SequentialRecommender
+
+
+class GRU4RecConfig(SequentialConfig):
+    layers: int = Field(1, ge=1, description="stacked GRU layers")
+
+
+class GRU4RecNet(nn.Module):
+    """Item ``i`` is token ``i + 1`` (0 = padding)."""
+
+    def __init__(self, n_items: int, c: GRU4RecConfig):
+        super().__init__()
+        self.items = nn.Embedding(n_items + 1, c.dim, padding_idx=0)
+        nn.init.normal_(self.items.weight, std=0.02)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+        self.dropout = nn.Dropout(c.dropout)
+        self.gru = nn.GRU(c.dim, c.dim, num_layers=c.layers, batch_first=True,
+                          dropout=c.dropout if c.layers > 1 else 0.0)
+
+    def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:
+        """``[B, L, d]``: the GRU state after each position. Batches are left-padded; the GRU must not run
+        over the padding (its biases would move the state), so each row is packed from its first item."""
+        valid = batch.valid
+        length = valid.sum(1)
+        pad = valid.shape[1] - length
+        positions = torch.arange(valid.shape[1], device=valid.device)
+        start_first = (positions[None, :] + pad[:, None]) % valid.shape[1]  # row r read from its first item on
+        x = self.dropout(self.items(batch.tokens.gather(1, start_first)))
+        packed = pack_padded_sequence(x, length.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=valid.shape[1])
+        back = (positions[None, :] - pad[:, None]) % valid.shape[1]  # and back to left padding
+        return states.gather(1, back.unsqueeze(-1).expand(-1, -1, states.shape[-1])) * valid.unsqueeze(-1)
+
+    def encode_queries(self, batch: SequenceBatch) -> torch.Tensor:
+        return self.sequence_states(batch)[:, -1]
+
+    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        table = self.items.weight[1:]
+        return table if ids is None else table[ids]
+
+    def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return states @ items.T
+
+    def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (states * items).sum(-1)
+
+    def dot_queries(self, states: torch.Tensor) -> torch.Tensor:
+        return states
+
+    def dot_items(self, items: torch.Tensor) -> torch.Tensor:
+        return items
+
+
+class GRU4Rec(SequentialRecommender):
+    """Session-based recurrent recommendation (GRU4Rec) on the shared sequence-model machinery."""
+
+    name = "gru4rec"
+    Config = GRU4RecConfig
+
+    def _new_net(self, n_items: int, inputs: dict[str, np.ndarray], trained: np.ndarray) -> nn.Module:
+        return GRU4RecNet(n_items, self.config)
