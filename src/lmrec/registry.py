@@ -21,6 +21,7 @@ from lmrec.models import (
     GRU4Rec,
     HybridNCF,
     ItemKNN,
+    LightGCN,
     LMContent,
     Popularity,
     SASRec,
@@ -34,7 +35,7 @@ from lmrec.models.base import Model, read_model_meta
 T = TypeVar("T", bound=type[Model])
 
 BUILTIN: tuple[type[Model], ...] = (
-    Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LMContent, HybridNCF, SASRec, GRU4Rec, TextSeqRec,
+    Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LightGCN, LMContent, HybridNCF, SASRec, GRU4Rec, TextSeqRec,
     TwoTowerLM, IdFM, FrozenEncoderMLP, CrossEncoderCTR, RelevanceMLP,
 )
 MODELS: dict[str, type[Model]] = {}

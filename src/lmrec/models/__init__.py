@@ -5,6 +5,7 @@ from lmrec.models.ease import EASE
 from lmrec.models.gru4rec import GRU4Rec
 from lmrec.models.hybrid_ncf import HybridNCF
 from lmrec.models.knn import ItemKNN, UserKNN
+from lmrec.models.lightgcn import LightGCN
 from lmrec.models.lm_content import LMContent
 from lmrec.models.mf import ALS, BPR
 from lmrec.models.popularity import Popularity
@@ -13,4 +14,4 @@ from lmrec.models.textseq import TextSeqRec
 from lmrec.models.tfidf import TfidfContent
 from lmrec.models.two_tower import TwoTowerLM
 
-__all__ = ["ALS", "BPR", "EASE", "GRU4Rec", "HybridNCF", "ItemKNN", "LMContent", "Model", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]
+__all__ = ["ALS", "BPR", "EASE", "GRU4Rec", "HybridNCF", "ItemKNN", "LightGCN", "LMContent", "Model", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]
