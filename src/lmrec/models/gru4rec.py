@@ -11,14 +11,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lmrec.data.batching import SequenceBatch
-from lmrec.models.sequential import SequentialConfig, SequentialRecommender
+from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender
 
 
 class GRU4RecConfig(SequentialConfig):
     layers: int = Field(1, ge=1, description="stacked GRU layers")
 
 
-class GRU4RecNet(nn.Module):
+class GRU4RecNet(DotProductOutput, nn.Module):
     """Item ``i`` is token ``i + 1`` (0 = padding)."""
 
     def __init__(self, n_items: int, c: GRU4RecConfig):
@@ -45,25 +45,6 @@ class GRU4RecNet(nn.Module):
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=valid.shape[1])
         back = (positions[None, :] - pad[:, None]) % valid.shape[1]  # and back to left padding
         return states.gather(1, back.unsqueeze(-1).expand(-1, -1, states.shape[-1])) * valid.unsqueeze(-1)
-
-    def encode_queries(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.sequence_states(batch)[:, -1]
-
-    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
-        table = self.items.weight[1:]
-        return table if ids is None else table[ids]
-
-    def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return states @ items.T
-
-    def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (states * items).sum(-1)
-
-    def dot_queries(self, states: torch.Tensor) -> torch.Tensor:
-        return states
-
-    def dot_items(self, items: torch.Tensor) -> torch.Tensor:
-        return items
 
 
 class GRU4Rec(SequentialRecommender):

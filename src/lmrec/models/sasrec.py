@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lmrec.data.batching import SequenceBatch
-from lmrec.models.sequential import SequentialConfig, SequentialRecommender
+from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender
 from lmrec.nn.transformer import CausalEncoder
 
 
@@ -15,7 +15,7 @@ class SASRecConfig(SequentialConfig):
     pass
 
 
-class SASRecNet(nn.Module):
+class SASRecNet(DotProductOutput, nn.Module):
     """Item ``i`` is token ``i + 1`` (0 = padding). Input and output item embeddings are shared."""
 
     def __init__(self, n_items: int, c: SASRecConfig):
@@ -29,28 +29,6 @@ class SASRecNet(nn.Module):
     def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:
         """``[B, L, d]``: the state after each position."""
         return self.encoder(self.items(batch.tokens), batch.valid)
-
-    def encode_queries(self, batch: SequenceBatch) -> torch.Tensor:
-        """``[B, d]``: the state after the most recent item (left padding puts it last)."""
-        return self.sequence_states(batch)[:, -1]
-
-    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """``[n_items, d]`` (or ``[len(ids), d]``) output vectors."""
-        table = self.items.weight[1:]
-        return table if ids is None else table[ids]
-
-    def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return states @ items.T
-
-    def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (states * items).sum(-1)
-
-    # ``similarity`` is already an inner product: both sides are their own retrieval vectors
-    def dot_queries(self, states: torch.Tensor) -> torch.Tensor:
-        return states
-
-    def dot_items(self, items: torch.Tensor) -> torch.Tensor:
-        return items
 
 
 class SASRec(SequentialRecommender):

@@ -28,6 +28,39 @@ from lmrec.train import TrainConfig, Trainer, TrainResult, resolve_device
 SCORE_BATCH = 1024  # users per forward pass when scoring
 
 
+class DotProductOutput:
+    """For networks whose items are rows of one ID embedding ``self.items`` (token ``i + 1`` = item ``i``, 0 =
+    padding), shared between input and output: the query is the state after the most recent item and a score
+    is a dot product (SASRec, GRU4Rec). The network defines ``sequence_states``."""
+
+    items: nn.Embedding
+
+    def sequence_states(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_queries(self, batch: Any) -> torch.Tensor:
+        """``[B, d]``: the state after the most recent item (left padding puts it last)."""
+        return self.sequence_states(batch)[:, -1]
+
+    def item_table(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``[n_items, d]`` (or ``[len(ids), d]``) output vectors."""
+        table = self.items.weight[1:]
+        return table if ids is None else table[ids]
+
+    def similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return states @ items.T
+
+    def pair_similarity(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (states * items).sum(-1)
+
+    # ``similarity`` is already an inner product: both sides are their own retrieval vectors
+    def dot_queries(self, states: torch.Tensor) -> torch.Tensor:
+        return states
+
+    def dot_items(self, items: torch.Tensor) -> torch.Tensor:
+        return items
+
+
 class SequentialConfig(TrainConfig):
     """Sequence-model options on top of the training loop's."""
 
