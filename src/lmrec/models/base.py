@@ -151,6 +151,13 @@ def load_module_state(module: Any, state: dict[str, Any], prefix: str = "net.") 
     module.load_state_dict({k[len(prefix):]: torch.as_tensor(v) for k, v in state.items() if k.startswith(prefix)})
 
 
+def mean_rows(history: sp.csr_matrix, vectors: np.ndarray) -> np.ndarray:
+    """``[n_rows, dim]``: mean of ``vectors`` over each row's items (zeros for an empty row)."""
+    h = history.astype(np.float32)
+    counts = np.maximum(np.asarray(h.sum(1)).ravel(), 1)[:, None]
+    return np.asarray(h @ vectors, dtype=np.float32) / counts
+
+
 def read_model_meta(path: Path) -> dict[str, Any]:
     """``model.json`` of a saved model, after checking the format and every file's checksum."""
     meta = read_description(Path(path) / MODEL_JSON, "saved model", ("name", "config", "learned", "state", "files"),

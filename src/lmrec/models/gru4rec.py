@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lmrec.data.batching import SequenceBatch
-from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender
+from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender, item_embeddings
 
 
 class GRU4RecConfig(SequentialConfig):
@@ -23,10 +23,7 @@ class GRU4RecNet(DotProductOutput, nn.Module):
 
     def __init__(self, n_items: int, c: GRU4RecConfig):
         super().__init__()
-        self.items = nn.Embedding(n_items + 1, c.dim, padding_idx=0)
-        nn.init.normal_(self.items.weight, std=0.02)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        self.items = item_embeddings(n_items, c.dim)
         self.dropout = nn.Dropout(c.dropout)
         self.gru = nn.GRU(c.dim, c.dim, num_layers=c.layers, batch_first=True,
                           dropout=c.dropout if c.layers > 1 else 0.0)

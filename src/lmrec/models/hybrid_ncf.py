@@ -4,7 +4,6 @@ language-model vector, so items nobody has interacted with are still scored thro
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -13,7 +12,7 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
-from lmrec.models.base import Recommender
+from lmrec.models.base import Recommender, mean_rows
 from lmrec.progress import progress
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import item_vectors
@@ -97,7 +96,7 @@ class HybridNCF(Recommender):
         self.trained_items_ = np.bincount(pos, minlength=train.n_items) > 0
         self.trained_users_ = np.bincount(users, minlength=train.n_users) > 0
         candidates = np.flatnonzero(self.trained_items_)  # items unknown at training time are never negatives
-        history_lm = torch.as_tensor(_mean_rows(train.to_csr("binary"), lm))
+        history_lm = torch.as_tensor(mean_rows(train.to_csr("binary"), lm))
         bar = progress(range(c.epochs), desc=f"train {self.name}", total=c.epochs, unit="epoch")
         for _ in bar:
             perm = rng.permutation(len(users))
@@ -140,7 +139,7 @@ class HybridNCF(Recommender):
         known = (users < len(self.trained_users_)) & self.trained_users_[np.minimum(users, len(self.trained_users_) - 1)]
         id_part = np.zeros((len(users), self.user_emb_.shape[1]), dtype=np.float32)
         id_part[known] = self.user_emb_[users[known]]  # users unseen in training: text part only
-        text_part = _mean_rows(queries.history, self.lm_) @ self.history_proj_w_.T + self.history_proj_b_
+        text_part = mean_rows(queries.history, self.lm_) @ self.history_proj_w_.T + self.history_proj_b_
         user_vec = np.concatenate([id_part, text_part], axis=1)
         a = torch.as_tensor(user_vec @ self.user_layer_w_.T + self.user_layer_b_)  # [B, hidden]
         b = torch.as_tensor(self.item_hidden_)  # [n_items, hidden]
@@ -156,10 +155,3 @@ class HybridNCF(Recommender):
         return {k: getattr(self, k) for k in ("trained_items_", "trained_users_", "item_hidden_", "lm_",
                                              "user_emb_", "history_proj_w_", "history_proj_b_", "user_layer_w_",
                                              "user_layer_b_", "out_w_", "out_b_")}
-
-
-def _mean_rows(history: sp.csr_matrix, vectors: np.ndarray) -> np.ndarray:
-    """``[n_rows, dim]``: mean of ``vectors`` over each row's items (zeros for an empty row)."""
-    h = history.astype(np.float32)
-    counts = np.maximum(np.asarray(h.sum(1)).ravel(), 1)[:, None]
-    return np.asarray(h @ vectors, dtype=np.float32) / counts

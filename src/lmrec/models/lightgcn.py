@@ -24,7 +24,7 @@ from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
-from lmrec.models.base import Recommender
+from lmrec.models.base import Recommender, mean_rows
 from lmrec.progress import progress
 
 
@@ -87,9 +87,7 @@ class LightGCN(Recommender):
         out = np.zeros((len(users), self.item_emb_.shape[1]), dtype=np.float32)
         out[known] = self.user_emb_[users[known]]
         if (~known).any():
-            h = queries.history[np.flatnonzero(~known)].astype(np.float32)
-            counts = np.maximum(np.asarray(h.sum(1)).ravel(), 1)[:, None]
-            out[~known] = np.asarray(h @ self.item_emb_, dtype=np.float32) / counts
+            out[~known] = mean_rows(queries.history[np.flatnonzero(~known)], self.item_emb_)
         return out
 
     def score(self, queries: Queries) -> np.ndarray:

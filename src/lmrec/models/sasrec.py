@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lmrec.data.batching import SequenceBatch
-from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender
+from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender, item_embeddings
 from lmrec.nn.transformer import CausalEncoder
 
 
@@ -20,10 +20,7 @@ class SASRecNet(DotProductOutput, nn.Module):
 
     def __init__(self, n_items: int, c: SASRecConfig):
         super().__init__()
-        self.items = nn.Embedding(n_items + 1, c.dim, padding_idx=0)
-        nn.init.normal_(self.items.weight, std=0.02)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        self.items = item_embeddings(n_items, c.dim)
         self.encoder = CausalEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
 
     def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:

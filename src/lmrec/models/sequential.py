@@ -28,6 +28,15 @@ from lmrec.train import TrainConfig, Trainer, TrainResult, resolve_device
 SCORE_BATCH = 1024  # users per forward pass when scoring
 
 
+def item_embeddings(n_items: int, dim: int) -> nn.Embedding:
+    """The ID table of SASRec-style networks: token ``i + 1`` is item ``i``, row 0 is a zero padding row."""
+    table = nn.Embedding(n_items + 1, dim, padding_idx=0)
+    nn.init.normal_(table.weight, std=0.02)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    return table
+
+
 class DotProductOutput:
     """For networks whose items are rows of one ID embedding ``self.items`` (token ``i + 1`` = item ``i``, 0 =
     padding), shared between input and output: the query is the state after the most recent item and a score
