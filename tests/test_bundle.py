@@ -30,7 +30,8 @@ def bundle(tmp_path, capsys):
 
 
 def test_a_bundle_holds_everything_it_needs(bundle):
-    assert {p.name for p in bundle.iterdir()} == {BUNDLE_JSON, "model", "data", "metrics.json", "config.yaml"}
+    assert {p.name for p in bundle.iterdir()} == {BUNDLE_JSON, "model", "data", "metrics.json", "config.yaml",
+                                                  "per_user.parquet"}
     meta = json.loads((bundle / BUNDLE_JSON).read_text())
     assert meta["model"] == "pop" and meta["dataset"]["dataset"] == "movielens-100k"
     loaded = Bundle.load(bundle)

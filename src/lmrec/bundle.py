@@ -10,6 +10,7 @@ Layout::
     data/          the prepared split it was trained on: events with their part (train / valid / test),
                    raw-id maps, item (and user) table with text
     metrics.json   test metrics, the validation curve and timings of the training run
+    per_user.parquet  each test user's metrics (``lmrec runs compare`` pairs them); absent after a refit
     config.yaml    what was run
 
 Loading checks the format, every file's checksum, and that the model was fitted on the bundle's own
@@ -37,7 +38,8 @@ from lmrec.data.items import ItemTable
 from lmrec.data.prepared import Prepared
 from lmrec.data.queries import Queries
 from lmrec.errors import ArtifactError, ConfigError
-from lmrec.eval import recommend
+from lmrec.eval import EvalResult, recommend
+from lmrec.eval.report import per_user_frame
 from lmrec.fsutil import atomic_dir, folder_checksums, read_description, verify_checksums
 from lmrec.models.base import Model
 from lmrec.registry import load_model
@@ -47,7 +49,7 @@ KIND = "lmrec-bundle"
 FORMAT = 1
 BUNDLE_JSON = "bundle.json"
 MODEL_DIR, DATA_DIR = "model", "data"
-METRICS_JSON, CONFIG_YAML = "metrics.json", "config.yaml"
+METRICS_JSON, CONFIG_YAML, PER_USER_PARQUET = "metrics.json", "config.yaml", "per_user.parquet"
 
 
 @dataclass
@@ -187,9 +189,11 @@ class _TextScorer:
 
 
 def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict[str, Any],
-                 metrics: dict[str, Any], store: dict[str, Any] | None = None) -> Path:
+                 metrics: dict[str, Any], store: dict[str, Any] | None = None, test: EvalResult | None = None,
+                 ) -> Path:
     """Write a bundle folder ``out`` atomically (a folder already there is replaced only if it is a bundle).
-    ``store``: for a refit bundle, the event store and how far into it the data reach (``lmrec.serve.refit``)."""
+    ``store``: for a refit bundle, the event store and how far into it the data reach (``lmrec.serve.refit``);
+    ``test``: the test evaluation, kept per user."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / BUNDLE_JSON).is_file())):
         raise ConfigError(f"{out} exists and is not a bundle: write the bundle into a new or empty folder")
@@ -205,6 +209,8 @@ def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict
         if store is not None:
             meta["store"] = store
         (tmp / METRICS_JSON).write_text(json.dumps(metrics, indent=2))
+        if test is not None:
+            per_user_frame([test]).to_parquet(tmp / PER_USER_PARQUET, index=False)
         (tmp / CONFIG_YAML).write_text(yaml.safe_dump({"lmrec_version": __version__, **config}, sort_keys=False))
         (tmp / BUNDLE_JSON).write_text(json.dumps(meta, indent=2))
     return out

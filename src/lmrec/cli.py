@@ -15,7 +15,7 @@ from rich.table import Table
 # typer carries its own copy of click (typer._click) from 0.2x on; its usage errors are caught in main()
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from lmrec import __version__, pipeline
+from lmrec import __version__, pipeline, runs
 from lmrec.config import parse_options, parse_sets, validate
 from lmrec.data import PrepareConfig, Prepared
 from lmrec.errors import ConfigError, LmrecError, one_line
@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="List, inspect, download and prepare datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+runs_app = typer.Typer(help="Earlier runs (leaderboards, bundles, searches): list, show, compare.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 # Wide enough for paths and tables when output is piped (rich assumes 80 columns off a terminal).
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -243,6 +245,54 @@ def tune(
     means = found.run.result.means()
     out.print("test (once): " + "  ".join(f"{m} {means[m]:.4f}" for m in means if m.split("@")[0] in ("recall", "ndcg")))
     out.print(f"bundle: {found.run.path}; report: {found.report}")
+
+
+@runs_app.command("list")
+def runs_list(
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where runs were written.", file_okay=False),
+    metric: str = typer.Option("ndcg@10", help="Test metric shown per model."),
+) -> None:
+    """Every run under --runs-dir, oldest first: leaderboard runs (`lmrec bench`), bundles (`lmrec train`,
+    `lmrec tune`, `lmrec refit`) and searches (`lmrec tune`), with each model's test metric."""
+    found = runs.find_runs(runs_dir)
+    table = Table("run", "kind", "dataset / split", f"test {metric} by model", "created")
+    table.columns[0].overflow = "fold"
+    for r in found:
+        scores = ", ".join(f"{m} {r.test[m][metric]:.4f}" if metric in r.test.get(m, {}) else f"{m} -"
+                           for m in r.models)
+        table.add_row(escape(str(r.path)), r.kind, escape(r.label), escape(scores), r.created)
+    out.print(table)
+    if not found:
+        out.print(f"no runs under {runs_dir}", markup=False)
+
+
+@runs_app.command("show")
+def runs_show(run: Path = typer.Argument(..., help="A run folder (see `lmrec runs list`).")) -> None:
+    """What a run was (dataset, split, models, search results) and every test metric it recorded."""
+    r = runs.read_run(run)
+    out.print(f"{r.path}: {r.kind}, {r.label}, created {r.created}", markup=False)
+    for key, value in r.extra.items():
+        if value not in (None, [], {}):
+            out.print(f"{key}: {value}", markup=False)
+    metrics = sorted({m for means in r.test.values() for m in means})
+    table = Table("model", *metrics, title="test")
+    for model in r.models:
+        table.add_row(escape(model), *(f"{r.test[model][m]:.4f}" if m in r.test.get(model, {}) else "-" for m in metrics))
+    out.print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    a: str = typer.Argument(..., help="A run folder, or FOLDER:MODEL for a leaderboard run of several models."),
+    b: str = typer.Argument(..., help="The run to compare it with (same dataset and split)."),
+    metric: str = typer.Option("ndcg@10", help="Per-user test metric to pair."),
+) -> None:
+    """Paired comparison per test user (t-test and Wilcoxon signed-rank) of two runs on the same split."""
+    c = runs.compare_runs(a, b, metric)
+    out.print(f"{c['dataset']}: {metric} over {c['users']:,} users both evaluated", markup=False)
+    out.print(f"  A {a}: {c['mean_a']:.4f}\n  B {b}: {c['mean_b']:.4f}\n  A - B = {c['diff']:+.4f} "
+              f"({c['diff'] / c['mean_b']:+.1%} of B)" if c["mean_b"] else f"  A - B = {c['diff']:+.4f}", markup=False)
+    out.print(f"  paired t-test p = {c['t_p']:.3g}; Wilcoxon signed-rank p = {c['wilcoxon_p']:.3g}", markup=False)
 
 
 @app.command()

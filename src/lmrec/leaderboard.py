@@ -123,7 +123,7 @@ def record_run(runs: ModelRuns, runs_dir: str | Path, save_models: bool = False)
         for name, model in runs.built:
             write_bundle(run_dir / "models" / name, model, prepared,
                          {"dataset": config["dataset"], "model": name, "params": model.config.model_dump()},
-                         training_metrics(model, by_name[name], runs.timings[name]["fit_s"]))
+                         training_metrics(model, by_name[name], runs.timings[name]["fit_s"]), test=by_name[name])
     return run_dir
 
 

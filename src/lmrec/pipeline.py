@@ -240,7 +240,7 @@ def train(config: PrepareConfig | str, model: str, params: dict[str, Any] | None
     path = write_bundle(out, recommender, prepared,
                         {"dataset": prepared.config.model_dump(), "model": model,
                          "params": recommender.config.model_dump(), "ks": list(ks)},
-                        {**training_metrics(recommender, result, fit_seconds), "ks": list(ks)})
+                        {**training_metrics(recommender, result, fit_seconds), "ks": list(ks)}, test=result)
     return TrainRun(path, recommender, result, fit_seconds)
 
 

@@ -18,11 +18,13 @@ from lmrec.models import (
     ALS,
     BPR,
     EASE,
+    BERT4Rec,
     GRU4Rec,
     HybridNCF,
     ItemKNN,
     LightGCN,
     LMContent,
+    MultVAE,
     Popularity,
     SASRec,
     TextSeqRec,
@@ -35,7 +37,8 @@ from lmrec.models.base import Model, read_model_meta
 T = TypeVar("T", bound=type[Model])
 
 BUILTIN: tuple[type[Model], ...] = (
-    Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LightGCN, LMContent, HybridNCF, SASRec, GRU4Rec, TextSeqRec,
+    Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LightGCN, MultVAE, LMContent, HybridNCF, SASRec, GRU4Rec,
+    BERT4Rec, TextSeqRec,
     TwoTowerLM, IdFM, FrozenEncoderMLP, CrossEncoderCTR, RelevanceMLP,
 )
 MODELS: dict[str, type[Model]] = {}

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
 from lmrec.data import IdMap, Interactions
-from lmrec.data.batching import NO_TARGET, PAD, SequenceWindows, query_batch
+from lmrec.data.batching import NO_TARGET, PAD, MaskedWindows, SequenceWindows, query_batch
 from lmrec.errors import ConfigError
 
 
@@ -46,6 +47,33 @@ def test_epoch_order_is_fixed_by_seed_and_epoch():
     first = [b.users.tolist() for b in w.epoch(1)]
     assert first == [b.users.tolist() for b in w.epoch(1)]
     assert first != [b.users.tolist() for b in w.epoch(2)]
+
+
+def test_masked_windows_hide_items_and_ask_for_them_back():
+    rows = [np.arange(i, i + 1 + i % 7) for i in range(60)]  # windows of 1 (no example) to 7 items
+    w = SequenceWindows(sequences(rows), max_len=6, batch_size=8, seed=1)
+    masked = MaskedWindows(w, mask_token=101, mask_prob=0.3, seed=1)
+    n_masked = n_items = 0
+    seen_windows = []
+    for b in masked.epoch(0):
+        hidden = b.tokens == 101
+        assert torch.equal(hidden, b.targets >= 0)  # a target exactly where an item is hidden
+        assert hidden.any(1).all()  # every row asks for at least one item
+        for r in range(len(b)):
+            # the full window comes back: shown items plus the hidden ones' targets, in order
+            full = torch.where(hidden[r], b.targets[r] + 1, b.tokens[r])
+            window = (full[full != PAD] - 1).tolist()
+            u = int(b.users[r])
+            assert window == rows[u].tolist()
+            seen_windows.append(u)
+        n_masked += int(hidden.sum())
+        n_items += int((b.tokens != PAD).sum())
+    assert sorted(seen_windows) == [u for u in range(60) if len(rows[u]) >= 2]
+    assert 0.25 < n_masked / n_items < 0.45  # 0.3, plus the forced last item of rows with none hidden
+    same = [(b.tokens.tolist(), b.targets.tolist()) for b in masked.epoch(0)]
+    assert same == [(b.tokens.tolist(), b.targets.tolist()) for b in masked.epoch(0)]
+    with pytest.raises(ConfigError, match="mask_prob"):
+        MaskedWindows(w, 101, 1.0)
 
 
 def test_query_batch_keeps_the_most_recent_items():

@@ -42,8 +42,8 @@ def top1_is_successor(model, last_items, n_items=N_ITEMS):
 
 @pytest.mark.parametrize("name,params", [("sasrec", {}), ("sasrec", {"loss": "sampled_softmax", "negatives": 8}),
                                          ("sasrec", {"loss": "bce", "negatives": 8, "epochs": 40}), ("textseq", {"encoder": "hash", "id_mode": "add"}),
-                                         ("gru4rec", {})],
-                         ids=["sasrec-ce", "sasrec-sampled", "sasrec-bce", "textseq-ids", "gru4rec"])
+                                         ("gru4rec", {}), ("bert4rec", {"epochs": 60})],
+                         ids=["sasrec-ce", "sasrec-sampled", "sasrec-bce", "textseq-ids", "gru4rec", "bert4rec"])
 def test_learns_the_successor_pattern(name, params):
     inter = successor_data()
     items = ItemTable(inter.items, {"title": [f"part {i}" for i in range(N_ITEMS)]})

@@ -146,10 +146,10 @@ def test_lora_merge_matches_the_unmerged_adapter():
     from peft import LoraConfig, get_peft_model
 
     from lmrec.models.textseq import LORA_TARGETS
-    from lmrec.nn.transformer import CausalEncoder
+    from lmrec.nn.transformer import SequenceEncoder
 
     torch.manual_seed(0)
-    enc = CausalEncoder(16, 2, 2, 8, 0.0)
+    enc = SequenceEncoder(16, 2, 2, 8, 0.0)
     wrapped = get_peft_model(enc, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS))
     for name, p in wrapped.named_parameters():
         if "lora_B" in name:

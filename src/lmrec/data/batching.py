@@ -136,6 +136,36 @@ class SequenceWindows:
         return SequenceBatch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(self.users[rows]))
 
 
+class MaskedWindows:
+    """Cloze examples for bidirectional models (BERT4Rec) from the same windows as ``SequenceWindows``: the
+    whole window is the input, each item is replaced by ``mask_token`` with probability ``mask_prob`` (a row
+    with none masked gets its last item masked: the case scoring asks about), and the targets are the
+    masked items (``-1`` elsewhere). Which items are masked is fixed by ``(seed, epoch)``, like the order."""
+
+    def __init__(self, windows: SequenceWindows, mask_token: int, mask_prob: float, seed: int = 0):
+        if not 0 < mask_prob < 1:
+            raise ConfigError(f"mask_prob must be between 0 and 1, got {mask_prob}")
+        self.windows, self.mask_token, self.mask_prob, self.seed = windows, mask_token, mask_prob, seed
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.windows.steps_per_epoch
+
+    def epoch(self, epoch: int) -> Iterator[SequenceBatch]:
+        rng = np.random.default_rng([self.seed, epoch, 7])
+        for batch in self.windows.epoch(epoch):
+            # the window's items: the inputs and, after them, the last position's target
+            full = torch.cat([batch.tokens, batch.targets[:, -1:] + 1], dim=1)
+            present = full != PAD
+            masked = torch.from_numpy(rng.random(tuple(full.shape)) < self.mask_prob) & present
+            masked[:, -1] |= ~masked.any(1)
+            targets = torch.where(masked, full - 1, torch.full_like(full, NO_TARGET))
+            yield SequenceBatch(torch.where(masked, torch.full_like(full, self.mask_token), full), targets, batch.users)
+
+
 class MultiDomainWindows:
     """Domain-balanced batches over several ``SequenceWindows`` (one per domain, item indices already
     in one shared index space), so a large domain does not drown a small one.

@@ -8,7 +8,7 @@ from torch import nn
 
 from lmrec.data.batching import SequenceBatch
 from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender, item_embeddings
-from lmrec.nn.transformer import CausalEncoder
+from lmrec.nn.transformer import SequenceEncoder
 
 
 class SASRecConfig(SequentialConfig):
@@ -21,7 +21,7 @@ class SASRecNet(DotProductOutput, nn.Module):
     def __init__(self, n_items: int, c: SASRecConfig):
         super().__init__()
         self.items = item_embeddings(n_items, c.dim)
-        self.encoder = CausalEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
+        self.encoder = SequenceEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
 
     def sequence_states(self, batch: SequenceBatch) -> torch.Tensor:
         """``[B, L, d]``: the state after each position."""

@@ -117,6 +117,10 @@ class SequentialRecommender(Recommender):
     def _before_training(self, net: nn.Module) -> None:
         """Hook after the network is built for a fit (not on load): e.g. load pretrained weights, freeze."""
 
+    def _training_batches(self, windows: SequenceWindows) -> Any:
+        """What the Trainer iterates (a ``BatchSource``); next-item windows by default, BERT4Rec masks them."""
+        return windows
+
     def _trains(self) -> bool:
         """False for a model used as built (e.g. a pretrained model applied zero-shot)."""
         return True
@@ -150,7 +154,8 @@ class SequentialRecommender(Recommender):
             self.train_result_ = None
             self.net_.eval()
             return
-        data = SequenceWindows(train.sequences(), c.max_len, c.batch_size, c.windows, c.seed)
+        windows = SequenceWindows(train.sequences(), c.max_len, c.batch_size, c.windows, c.seed)
+        data = self._training_batches(windows)
         # sampled softmax draws by popularity (its logQ term corrects for it); BPR / BCE uniformly over
         # the items seen in training
         probs = counts if c.loss == "sampled_softmax" else (counts > 0).astype(np.float64)
@@ -159,8 +164,8 @@ class SequentialRecommender(Recommender):
         def validate() -> dict[str, float]:
             return validation.evaluate(self, name=f"{self.name} (valid)").means()
 
-        logger.info("%s: %d windows, %d targets, %d steps per epoch", self.name, len(data), data.n_targets,
-                    data.steps_per_epoch)
+        logger.info("%s: %d windows, %d targets, %d steps per epoch", self.name, len(windows), windows.n_targets,
+                    windows.steps_per_epoch)
         self.train_result_ = Trainer(c).fit(self.net_, loss, data, validate if validation is not None else None)
         self._after_training(self.net_)
 

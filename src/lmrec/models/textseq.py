@@ -33,7 +33,7 @@ from lmrec.models.pretrained import PretrainedArtifact
 from lmrec.models.sequential import SequentialConfig, SequentialRecommender
 from lmrec.models.text_query import TextServing
 from lmrec.nn.adaptor import MoEAdaptor
-from lmrec.nn.transformer import CausalEncoder
+from lmrec.nn.transformer import SequenceEncoder
 from lmrec.text import backbone
 from lmrec.text.backbone import DEFAULT_ENCODER
 from lmrec.text.encoder import TextEncoder, load_encoder
@@ -127,7 +127,7 @@ class TextSeqNet(nn.Module):
         self.ids = nn.Embedding(lm.shape[0], c.dim) if c.id_mode == "add" else None
         if self.ids is not None:
             nn.init.normal_(self.ids.weight, std=0.02)
-        self.encoder = CausalEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
+        self.encoder = SequenceEncoder(c.dim, c.layers, c.heads, c.max_len, c.dropout)
         # initial scale 1 / temperature: the text match counts as much as the model's own cosine
         self.prior = LMPrior(c.max_len, c.lm_prior_half_life, 1 / c.temperature) if c.lm_prior else None
         for part in c.freeze:

@@ -1,4 +1,5 @@
-"""A causal transformer over left-padded item sequences (pre-norm blocks, nanoGPT-style)."""
+"""A transformer over left-padded item sequences (pre-norm blocks, nanoGPT-style): causal (SASRec) or
+bidirectional (BERT4Rec)."""
 
 from __future__ import annotations
 
@@ -31,16 +32,18 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
-class CausalEncoder(nn.Module):
-    """Learned positions + ``layers`` causal blocks + final norm: ``[B, L, d]`` -> ``[B, L, d]``.
+class SequenceEncoder(nn.Module):
+    """Learned positions + ``layers`` blocks + final norm: ``[B, L, d]`` -> ``[B, L, d]``. Causal by default
+    (a position sees itself and earlier ones); ``causal=False`` lets every position see the whole row.
 
     Positions count back from the most recent item (position 0 = last), so a left-padded row and the
     same row without padding get identical states, whatever the batch's length.
     """
 
-    def __init__(self, dim: int, layers: int, heads: int, max_len: int, dropout: float, inner: int | None = None):
+    def __init__(self, dim: int, layers: int, heads: int, max_len: int, dropout: float, inner: int | None = None,
+                 causal: bool = True):
         super().__init__()
-        self.max_len = max_len
+        self.max_len, self.causal = max_len, causal
         self.position = nn.Embedding(max_len, dim)
         # small like the item vectors: N(0, 1) positions would drown the items at the start of training
         nn.init.normal_(self.position.weight, std=0.02)
@@ -58,9 +61,11 @@ class CausalEncoder(nn.Module):
         back = torch.arange(n - 1, -1, -1, device=x.device)
         x = self.input_drop(self.input_norm(x + self.position(back)))
         x = x * valid.unsqueeze(-1)
-        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        order = torch.ones(n, n, dtype=torch.bool, device=x.device)
+        if self.causal:
+            order = order.tril()
         # A padded query sees only itself, so no attention row is empty (an empty row gives NaN).
-        allowed = causal & (valid[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device))
+        allowed = order & (valid[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device))
         allowed = allowed.unsqueeze(1)
         for block in self.blocks:
             x = block(x, allowed)
