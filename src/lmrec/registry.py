@@ -19,6 +19,7 @@ from lmrec.models import (
     BPR,
     EASE,
     BERT4Rec,
+    Fusion,
     GRU4Rec,
     HybridNCF,
     ItemKNN,
@@ -38,7 +39,7 @@ T = TypeVar("T", bound=type[Model])
 
 BUILTIN: tuple[type[Model], ...] = (
     Popularity, ItemKNN, UserKNN, TfidfContent, EASE, BPR, ALS, LightGCN, MultVAE, LMContent, HybridNCF, SASRec, GRU4Rec,
-    BERT4Rec, TextSeqRec,
+    BERT4Rec, TextSeqRec, Fusion,
     TwoTowerLM, IdFM, FrozenEncoderMLP, CrossEncoderCTR, RelevanceMLP,
 )
 MODELS: dict[str, type[Model]] = {}
@@ -90,3 +91,8 @@ def load_model(path: str | Path) -> Any:
     """Any saved model (``Model.save``), as the class named in its ``model.json``."""
     meta = read_model_meta(Path(path))
     return model_class(meta["name"]).from_saved(Path(path), meta)
+
+
+# Fusion fits and loads other models by name, and models cannot import the registry that imports them.
+Fusion.create_model = staticmethod(lambda name, **params: create(name, ("ranker",), **params))
+Fusion.load_saved = staticmethod(load_model)

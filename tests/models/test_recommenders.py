@@ -37,6 +37,9 @@ PERSONALISED = [
     # GRU4Rec memorises this tiny data past ~50 epochs (top-3 parity falls to 94% at 100): 30 epochs
     ("gru4rec", {"dim": 16, "max_len": 5, "batch_size": 8, "lr": 1e-2, "epochs": 30}),
     ("bert4rec", {"dim": 16, "layers": 1, "max_len": 5, "batch_size": 8, "lr": 1e-2, "epochs": 60}),
+    # no validation part here: equal weights (tests/models/test_fusion.py tests the learned ones)
+    ("fusion", {"components": [{"model": "lmcontent", "params": {"encoder": "hash"}},
+                               {"model": "ease", "params": {"l2": 1.0}}]}),
     ("textseq", {"encoder": "hash", "dim": 16, "layers": 1, "max_len": 5, "batch_size": 8, "lr": 1e-2, "epochs": 60}),
 ]
 # How many of the top items must have the user's parity. A neural model fitted on 180 events separates

@@ -3,6 +3,7 @@
 from lmrec.models.base import Model, Recommender
 from lmrec.models.bert4rec import BERT4Rec
 from lmrec.models.ease import EASE
+from lmrec.models.fusion import Fusion
 from lmrec.models.gru4rec import GRU4Rec
 from lmrec.models.hybrid_ncf import HybridNCF
 from lmrec.models.knn import ItemKNN, UserKNN
@@ -16,4 +17,4 @@ from lmrec.models.textseq import TextSeqRec
 from lmrec.models.tfidf import TfidfContent
 from lmrec.models.two_tower import TwoTowerLM
 
-__all__ = ["ALS", "BERT4Rec", "BPR", "EASE", "GRU4Rec", "HybridNCF", "ItemKNN", "LightGCN", "LMContent", "Model", "MultVAE", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]
+__all__ = ["ALS", "BERT4Rec", "BPR", "EASE", "Fusion", "GRU4Rec", "HybridNCF", "ItemKNN", "LightGCN", "LMContent", "Model", "MultVAE", "Popularity", "Recommender", "SASRec", "TextSeqRec", "TfidfContent", "TwoTowerLM", "UserKNN"]

@@ -1,0 +1,198 @@
+"""Fusion: several recommenders' scores, each standardised per user, added with weights learned on the
+validation part. With a text model among the components (TextSeqRec, lmcontent) the weights say how far
+to trust text: where item text says little, validation gives the text component a small weight or none and
+the fusion falls back to its collaborative components; where text helps, it gets a share.
+
+Components are registered models fitted here on the same training events (``{"model": NAME, "params":
+{...}}``), or models already fitted on exactly those events (``{"saved": FOLDER}``: a saved model or a
+bundle; its fingerprint of training events must match). Weights: coordinate ascent over a grid, starting
+from equal weights, each step kept only if the validation metric rises; the best weights seen are kept.
+A component whose weight ends at zero is not scored at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lmrec.data.interactions import Interactions
+from lmrec.data.items import ItemTable
+from lmrec.data.queries import Queries
+from lmrec.errors import ConfigError
+from lmrec.models.base import Recommender
+from lmrec.progress import report
+
+COMPONENTS_DIR = "components"
+
+
+class Component(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, description="a registered recommender, fitted by the fusion")
+    params: dict[str, Any] = Field(default_factory=dict, description="its options")
+    saved: str | None = Field(None, description="a saved model or bundle folder fitted on the same train events")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Component:
+        if (self.model is None) == (self.saved is None):
+            raise ValueError("a component names either a model to fit or a saved one, not both")
+        if self.saved is not None and self.params:
+            raise ValueError("a saved component is used as it was fitted: params apply to a model to fit")
+        return self
+
+
+def _default_components() -> list[Component]:
+    return [Component(model="textseq"), Component(model="sasrec"), Component(model="ease")]
+
+
+class FusionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    components: list[Component] = Field(default_factory=_default_components, min_length=2)
+    metric: str = Field("ndcg@10", description="validation metric the weights maximise")
+    grid: list[float] = Field([0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+                              description="weights tried for each component")
+    rounds: int = Field(3, ge=1, description="passes of coordinate ascent over the components")
+
+    @model_validator(mode="after")
+    def _grid(self) -> FusionConfig:
+        if any(w < 0 for w in self.grid) or not any(w > 0 for w in self.grid):
+            raise ValueError("grid weights must be >= 0, with at least one > 0")
+        return self
+
+
+class Fusion(Recommender):
+    """A validated weighted sum of standardised component scores (module docstring)."""
+
+    name = "fusion"
+    Config = FusionConfig
+    uses_validation = True
+    # The registry imports every model, so models cannot import it: it hands Fusion the two functions it
+    # needs when it registers the class (``create(name, **params)`` and ``load_model(folder)``).
+    create_model: ClassVar[Callable[..., Recommender] | None] = None
+    load_saved: ClassVar[Callable[[Path], Recommender] | None] = None
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.components_: list[Recommender] = []
+        self.weights_: np.ndarray | None = None
+        self.search_: list[dict[str, Any]] = []
+
+    def _fit(self, train: Interactions, items: ItemTable | None, validation: Any = None) -> None:
+        if self.create_model is None or self.load_saved is None:
+            raise ConfigError("fusion is used through lmrec.registry (create('fusion', ...))")
+        self.components_ = []
+        for spec in self.config.components:
+            if spec.saved is not None:
+                component = self.load_saved(_model_folder(Path(spec.saved)))
+                if component.fit_key_ != self.fit_key_:
+                    raise ConfigError(f"fusion: {spec.saved} was fitted on other events than this training set; "
+                                      "a component must be fitted on exactly these events")
+            else:
+                component = self.create_model(spec.model, **spec.params)
+                component.fit(train, items, validation=validation if component.uses_validation else None)
+            self.components_.append(component)
+        n = len(self.components_)
+        if validation is None:
+            report("fusion: no validation part, so equal weights")
+            self.weights_ = np.ones(n, dtype=np.float64)
+            return
+        self.weights_ = self._search_weights(validation)
+
+    def _search_weights(self, validation: Any) -> np.ndarray:
+        """Coordinate ascent over the grid on the validation metric; component scores are computed once."""
+        components, metric = self.components_, self.config.metric
+        assert self.n_items_ is not None
+        scorer = _WeightedScores(components, self.n_items_, self.fit_key_)
+
+        def value(weights: np.ndarray) -> float:
+            scorer.weights = weights
+            means = validation.evaluate(scorer, name="fusion (valid)").means()
+            if metric not in means:
+                raise ConfigError(f"fusion: metric {metric!r} is not among the validation metrics "
+                                  f"({', '.join(sorted(means))})")
+            self.search_.append({"weights": weights.tolist(), metric: means[metric]})
+            return means[metric]
+
+        best = np.ones(len(components))
+        best_value = value(best)
+        for _ in range(self.config.rounds):
+            improved = False
+            for i in range(len(components)):
+                for w in self.config.grid:
+                    trial = best.copy()
+                    trial[i] = w
+                    if not trial.any() or np.array_equal(trial, best):
+                        continue
+                    v = value(trial)
+                    if v > best_value + 1e-9:
+                        best, best_value, improved = trial, v, True
+            if not improved:
+                break
+        names = [c.name for c in components]
+        report("fusion: weights %s, valid %s %.4f (equal weights %.4f)",
+               dict(zip(names, best.tolist())), metric, best_value, self.search_[0][metric])
+        return best
+
+    def score(self, queries: Queries) -> np.ndarray:
+        self._check_fitted()
+        assert self.weights_ is not None and self.n_items_ is not None
+        out = np.zeros((len(queries), self.n_items_), dtype=np.float32)
+        for w, component in zip(self.weights_, self.components_):
+            if w > 0:
+                out += np.float32(w) * standardised(component.score(queries))
+        return out
+
+    # --- persistence: each component is a saved model of its own under components/<i> ------------------------
+    def _save_files(self, folder: Path) -> None:
+        for i, component in enumerate(self.components_):
+            component.save(folder / COMPONENTS_DIR / str(i))
+
+    def _load_files(self, folder: Path) -> None:
+        if self.load_saved is None:
+            raise ConfigError("fusion is loaded through lmrec.registry.load_model")
+        self.components_ = [self.load_saved(folder / COMPONENTS_DIR / str(i))
+                            for i in range(len(self.config.components))]
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.weights_ is not None
+        return {"weights_": self.weights_}
+
+    def _meta(self) -> dict[str, Any]:
+        return {**super()._meta(), "search_": self.search_}
+
+
+class _WeightedScores:
+    """The weighted sum under search: each component's standardised scores for a batch of users are kept,
+    so trying another weight costs one evaluation pass and no model scoring."""
+
+    def __init__(self, components: list[Recommender], n_items: int, fit_key: str | None):
+        self.components, self.n_items, self.fit_key_ = components, n_items, fit_key
+        self.weights = np.ones(len(components))
+        self.cache: dict[tuple[int, bytes], np.ndarray] = {}
+
+    def score(self, queries: Queries) -> np.ndarray:
+        out = np.zeros((len(queries), self.n_items), dtype=np.float32)
+        for i, component in enumerate(self.components):
+            if self.weights[i] > 0:
+                key = (i, queries.users.tobytes())
+                if key not in self.cache:
+                    self.cache[key] = standardised(component.score(queries))
+                out += np.float32(self.weights[i]) * self.cache[key]
+        return out
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Each row minus its mean, over its standard deviation (rows that are constant become zeros): scores of
+    different models on one scale, without changing any model's own order."""
+    scores = np.asarray(scores, dtype=np.float32)
+    mean = scores.mean(1, keepdims=True)
+    std = scores.std(1, keepdims=True)
+    return np.where(std > 0, (scores - mean) / np.where(std > 0, std, 1), 0).astype(np.float32)
+
+
+def _model_folder(path: Path) -> Path:
+    """A bundle's model lives in its ``model`` folder; a saved model is the folder itself."""
+    return path / "model" if (path / "bundle.json").is_file() else path
