@@ -46,6 +46,7 @@ def test_tune_searches_resumes_and_tests_the_best_once(home, config, tmp_path, m
     assert tested.count("test") == 1  # once, for the chosen configuration
     report = json.loads(run.report.read_text())
     assert report["trials"] == 5 and report["test"]["ndcg@10"] > 0
+    assert report["trial_log"][0]["params"] == {"k": 100, "shrink": 10.0}  # the defaults come first
     space = load_space("itemknn")
     assert 5 <= report["best_params"]["k"] <= 1000 and space["shrink"]["low"] <= report["best_params"]["shrink"]
     assert report["best_valid"] == max(t["value"] for t in report["trial_log"])

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lmrec.data import IdMap, Interactions, ItemTable, leave_one_out
+from lmrec.data.batching import SequenceBatch
 from lmrec.data.queries import Queries
 from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator
@@ -188,3 +189,23 @@ def test_a_finished_model_keeps_its_item_table_between_scores():
     model.to("cpu")
     model.score(q)
     assert calls == [1, 1]  # moving the network drops the kept table
+
+
+def test_bert4rec_refuses_the_left_to_right_history_mask():
+    with pytest.raises(ConfigError, match="mask_history assumes a left-to-right model"):
+        create("bert4rec", mask_history=True)
+
+
+def test_bert4rec_reads_the_history_in_both_directions():
+    """A query's state depends on every history item, and only a bidirectional encoder lets the first item's
+    state see the last: changing the last item changes the first position's state."""
+    model = create("bert4rec", **SMALL, epochs=1).fit(successor_data(n_users=20))
+    net = model.net_
+    q1 = torch.tensor([[1, 2, 3, 4]])
+    q2 = torch.tensor([[1, 2, 3, 9]])
+
+    def states(tokens):
+        with torch.no_grad():
+            return net.sequence_states(SequenceBatch(tokens, torch.full_like(tokens, -1), torch.zeros(1, dtype=torch.long)))
+
+    assert not torch.allclose(states(q1)[0, 0], states(q2)[0, 0])

@@ -4,7 +4,9 @@ Each trial fits the model on the split's train part and is scored on the valid p
 epochs report their validation curve to the trial, so a pruner stops a poor trial early. While the search
 runs the test part is locked (``lmrec.eval.lock_test_part``): building a test Evaluator is an error. The
 study lives in SQLite, so a killed search resumes where it stopped and ``trials`` is the number the study
-ends with. Search spaces come from ``spaces.yaml`` (shipped defaults) or a file of the same form.
+ends with. Search spaces come from ``spaces.yaml`` (shipped defaults) or a file of the same form. A new
+study's first trial is the model's default configuration (the parameters the space holds), so a search
+never chooses something worse on validation than the defaults.
 """
 
 from __future__ import annotations
@@ -142,6 +144,10 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
     study = optuna.create_study(
         study_name=f"{prepared.name}-{prepared.split.name}-{model}-{metric}", storage=f"sqlite:///{storage}",
         load_if_exists=True, direction="maximize", sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner))
+    if not study.trials:  # a new study tries the model's defaults first: a search never ends below them
+        defaults = _defaults_in_space(model, space, fixed)
+        if defaults:
+            study.enqueue_trial(defaults)
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     remaining = trials - len(done)
     if done:
@@ -157,6 +163,22 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
     seconds = float(np.nansum([r["seconds"] or 0.0 for r in rows]))
     best = study.best_trial
     return SearchResult(study, {**fixed, **best.params}, float(best.value), metric, rows, seconds)
+
+
+def _defaults_in_space(model: str, space: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """The model's default value of each searched parameter that the space contains."""
+    config = create(model, ("ranker",), **fixed).config
+    out = {}
+    for name, spec in space.items():
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if spec["type"] == "categorical":
+            if value in spec["choices"]:
+                out[name] = value
+        elif spec["low"] <= value <= spec["high"]:
+            out[name] = value
+    return out
 
 
 def _sampler(kind: Sampler, space: dict[str, Any], seed: int) -> Any:

@@ -1,0 +1,179 @@
+"""The leaderboard of record: every model tuned with the same budget, tested once, LM rows against the best
+non-LM row with a paired test per user.
+
+Usage:
+    LMREC_DATA=../shared/data python bench/leaderboard.py --dataset movielens-100k [--trials 8] [--minutes 4]
+                                                         [--models ease,sasrec,...] [--force]
+    python bench/leaderboard.py --table            # markdown tables (docs/leaderboard.md) from the JSON
+
+Protocol, per dataset (its published split where it has one):
+* every model with a search space runs ``lmrec tune`` (Optuna TPE, median pruning on the validation curve,
+  the model's defaults as the first trial) until it has ``--trials`` trials or ``--minutes`` of search have
+  passed (a trial already running finishes); the best trial on validation NDCG@10 is trained once more
+  into a bundle and evaluated on test once. ``pop`` has nothing to tune and is trained once.
+* ``fusion`` (LM) learns on validation how to weigh the tuned TextSeqRec, SASRec and EASE bundles (their
+  scores standardised per user); ``fusion-id`` (non-LM ablation) does the same with SASRec and EASE only, so
+  the gain the text component brings is measured, not assumed. Their budget is their components' plus the
+  weight search.
+* each row: test Recall/NDCG@10 and @20 with 95% CIs over users, trials run, search and final-fit seconds
+  (wall) and CPU seconds (process time, all threads), the best parameters, the command that reproduces it;
+  then a paired t-test of each row's per-user NDCG@10 against the best non-LM row's.
+
+Records merge into ``bench/results/leaderboard.json`` (one per dataset and model); a model already recorded
+for a dataset is skipped unless ``--force`` (so an interrupted run continues where it stopped). Bundles and
+studies go to ``runs/leaderboard/<dataset>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from provenance import stamp
+
+from lmrec import pipeline
+from lmrec.data import PrepareConfig
+from lmrec.runs import compare_runs
+
+RESULTS = Path(__file__).parent / "results" / "leaderboard.json"
+RUNS = Path("runs/leaderboard")
+DATASETS = {"movielens-100k": "loo", "amazon-beauty": "loo", "amazon-scientific": "predefined",
+            "amazon-arts": "predefined", "amazon-office": "predefined"}
+NON_LM = ["pop", "itemknn", "ease", "als", "bpr", "lightgcn", "multvae", "gru4rec", "bert4rec", "sasrec"]
+LM = ["lmcontent", "textseq"]
+FUSIONS = {"fusion-id": ["sasrec", "ease"], "fusion": ["textseq", "sasrec", "ease"]}
+LM_ROWS = set(LM) | {"fusion"}
+# Options fixed for every trial where a dataset needs them to fit the CPU budget (docs/benchmarks.md,
+# "CPU budget recipe"): TextSeqRec on Beauty trains a fixed 24 epochs with warm-up and cosine decay.
+FIXED: dict[tuple[str, str], dict[str, Any]] = {
+    ("amazon-beauty", "textseq"): {"schedule": "cosine", "warmup_steps": 100, "epochs": 24, "eval_every": 2,
+                                   "patience": 3},
+}
+KS = (10, 20)
+
+
+def run_model(dataset: str, split: str, model: str, trials: int, minutes: float, folder: Path,
+              bundles: dict[str, str]) -> dict[str, Any]:
+    config = PrepareConfig(dataset=dataset, split=split)
+    out = folder / model
+    wall, cpu = time.perf_counter(), time.process_time()
+    record: dict[str, Any] = {"dataset": dataset, "split": split, "model": model, "lm": model in LM_ROWS}
+    if model in FUSIONS:
+        components = [{"saved": bundles[c]} for c in FUSIONS[model]]
+        run = pipeline.train(config, "fusion", {"components": components}, out=out, ks=KS)
+        record.update(trials=1, search_seconds=0.0, params={"components": FUSIONS[model],
+                                                            "weights": run.model.weights_.tolist()},
+                      command=f"lmrec train --dataset {dataset} --split {split} --model fusion --out {out} "
+                              f"--set components='{json.dumps(components)}'")
+    elif model == "pop":
+        run = pipeline.train(config, "pop", out=out, ks=KS)
+        record.update(trials=0, search_seconds=0.0, params={},
+                      command=f"lmrec train --dataset {dataset} --split {split} --model pop --out {out}")
+    else:
+        fixed = FIXED.get((dataset, model), {})
+        found = pipeline.tune(config, model, trials, out, fixed=fixed, timeout=minutes * 60, study_dir=folder / "tune",
+                              ks=KS)
+        run = found.run
+        sets = "".join(f" --set {k}={v}" for k, v in fixed.items())
+        record.update(trials=len(found.search.trials),
+                      pruned=sum(t["state"] == "pruned" for t in found.search.trials),
+                      search_seconds=round(found.search.seconds, 1), params=found.search.best_params,
+                      best_valid=found.search.best_value,
+                      command=f"lmrec tune --dataset {dataset} --split {split} --model {model} --trials {trials} "
+                              f"--timeout {minutes * 60:g} --out {out} --study-dir {folder / 'tune'}{sets}")
+    means, ci = run.result.means(), run.result.ci95()
+    record.update({m: means[m] for m in means if m.split("@")[0] in ("recall", "ndcg")},
+                  ci95={m: ci[m] for m in ("recall@10", "ndcg@10")}, fit_seconds=round(run.fit_seconds, 1),
+                  wall_seconds=round(time.perf_counter() - wall, 1), cpu_seconds=round(time.process_time() - cpu, 1),
+                  users=len(run.result.users), bundle=str(out), **stamp())
+    return record
+
+
+def paired_tests(records: list[dict[str, Any]]) -> None:
+    """Each row's NDCG@10 against the best non-LM row's, per user (paired t-test)."""
+    base = max((r for r in records if not r["lm"]), key=lambda r: r["ndcg@10"], default=None)
+    if base is None:
+        return
+    for r in records:
+        r["vs_best_non_lm"] = base["model"]
+        if r is base:
+            r["gain_ndcg@10"], r["p_ndcg@10"] = 0.0, None
+            continue
+        c = compare_runs(r["bundle"], base["bundle"], "ndcg@10")
+        r["gain_ndcg@10"] = c["diff"] / c["mean_b"] if c["mean_b"] else None
+        r["p_ndcg@10"] = c["t_p"]
+
+
+def load() -> list[dict[str, Any]]:
+    return json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+
+
+def save(records: list[dict[str, Any]]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"protocol": __doc__.split("Protocol, per dataset")[1].split("Records merge")[0]
+                                   .strip() if __doc__ else "", "records": records}, indent=2))
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    lines = []
+    for dataset in DATASETS:
+        rows = sorted((r for r in records if r["dataset"] == dataset), key=lambda r: -r["ndcg@10"])
+        if not rows:
+            continue
+        cpu = sum(r["cpu_seconds"] for r in rows) / 60
+        lines += [f"### {dataset} ({rows[0]['split']}, {rows[0]['users']:,} test users; {cpu:.0f} CPU minutes in all)",
+                  "", "| model | LM | Recall@10 | NDCG@10 (95% CI) | NDCG@20 | vs best non-LM | p | trials | "
+                  "search s | fit s | CPU min |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lo, hi = r["ci95"]["ndcg@10"]
+            gain = "" if r.get("gain_ndcg@10") is None else f"{r['gain_ndcg@10']:+.1%}"
+            p = "" if r.get("p_ndcg@10") is None else f"{r['p_ndcg@10']:.2g}"
+            lines.append(f"| {r['model']} | {'yes' if r['lm'] else ''} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} "
+                         f"({lo:.4f}-{hi:.4f}) | {r['ndcg@20']:.4f} | {gain} | {p} | {r['trials']} | "
+                         f"{r['search_seconds']:.0f} | {r['fit_seconds']:.0f} | {r['cpu_seconds'] / 60:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=list(DATASETS))
+    ap.add_argument("--models", default=",".join(NON_LM + LM + list(FUSIONS)))
+    ap.add_argument("--trials", type=int, default=8, help="trials per model (the same for every model)")
+    ap.add_argument("--minutes", type=float, default=4.0, help="search minutes per model (the same for every model)")
+    ap.add_argument("--force", action="store_true", help="run models already recorded again")
+    ap.add_argument("--table", action="store_true", help="print the markdown tables and exit")
+    args = ap.parse_args()
+    records = load()
+    if args.table:
+        print(table(records))
+        return
+    if not args.dataset:
+        ap.error("--dataset is needed (or --table)")
+    split, folder = DATASETS[args.dataset], RUNS / args.dataset
+    models = args.models.split(",")
+    for model in models:
+        if model in FUSIONS:
+            missing = [c for c in FUSIONS[model] if not (folder / c / "bundle.json").is_file()]
+            if missing:
+                print(f"skip {model}: tune {', '.join(missing)} first")
+                continue
+        done = any(r["dataset"] == args.dataset and r["model"] == model for r in records)
+        if done and not args.force:
+            print(f"{args.dataset} {model}: recorded already (--force to run again)")
+            continue
+        bundles = {c: str(folder / c) for cs in FUSIONS.values() for c in cs}
+        record = run_model(args.dataset, split, model, args.trials, args.minutes, folder, bundles)
+        records = [r for r in records if not (r["dataset"] == args.dataset and r["model"] == model)] + [record]
+        paired_tests([r for r in records if r["dataset"] == args.dataset])
+        save(records)
+        print(f"{args.dataset} {model}: NDCG@10 {record['ndcg@10']:.4f}, {record['trials']} trials, "
+              f"{record['cpu_seconds'] / 60:.1f} CPU min", flush=True)
+    print(table([r for r in records if r["dataset"] == args.dataset]))
+
+
+if __name__ == "__main__":
+    main()
