@@ -92,3 +92,26 @@ def test_bad_searches_are_refused(home, config, tmp_path):
         search(prepared, "ease", 1, tmp_path / "s.db", metric="ndcg")
     with pytest.raises(ConfigError, match="grid search needs every parameter as categorical"):
         search(prepared, "ease", 1, tmp_path / "s.db", sampler="grid")
+
+
+def test_trials_are_tracked_in_mlflow_and_tensorboard(home, config, tmp_path, monkeypatch):
+    import mlflow
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = pipeline.tune(config, "itemknn", trials=3, out=tmp_path / "best", sampler="random",
+                        study_dir=tmp_path / "studies", data_dir=home, track=["mlflow", "tensorboard"])
+    trials = {t["number"]: t for t in json.loads(run.report.read_text())["trial_log"]}
+    mlflow.set_tracking_uri(f"sqlite:///{run.study_dir / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=[run.search.study.study_name], output_format="list")
+    assert len(runs) == 3
+    for r in runs:
+        t = trials[int(r.info.run_name.split()[-1])]
+        assert r.data.metrics["ndcg_at_10"] == pytest.approx(t["value"])
+        assert int(r.data.params["k"]) == t["params"]["k"] and r.data.tags["state"] == "complete"
+    events = EventAccumulator(str(run.study_dir / "tensorboard"))
+    events.Reload()
+    assert {e.step: e.value for e in events.Scalars("ndcg@10")} == pytest.approx({n: t["value"] for n, t in trials.items()})
+    with pytest.raises(ConfigError, match="unknown tracker\\(s\\) wandb"):
+        pipeline.tune(config, "itemknn", trials=4, out=tmp_path / "best", study_dir=tmp_path / "studies",
+                      data_dir=home, track=["wandb"])

@@ -232,13 +232,15 @@ def tune(
     timeout: Optional[float] = typer.Option(None, min=1, help="Stop starting trials after this many seconds."),
     jobs: int = typer.Option(1, min=1, help="Trials run at once (threads)."),
     study_dir: Path = typer.Option(Path("runs/tune"), help="Where studies (SQLite), reports and plots go."),
+    track: list[str] = typer.Option([], help="Also log each trial to mlflow and / or tensorboard (repeatable; "
+                                    "pip install 'lmrec[tracking]'); MLflow's local store is mlflow.db beside the study."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Tune a model's hyperparameters on the validation part (Optuna; test locked during the search), then
     train the best configuration as a bundle and evaluate it on test once. A killed search resumes."""
     config = validate(PrepareConfig, {"dataset": dataset, "split": split})
     found = pipeline.tune(config, model, trials, out_dir, metric, parse_options(set_), space, sampler, pruner,
-                          timeout, jobs, study_dir, data_dir=data_dir)
+                          timeout, jobs, study_dir, data_dir=data_dir, track=track)
     s = found.search
     out.print(f"{model} on {dataset}: {len(s.trials)} trials ({sum(t['state'] == 'pruned' for t in s.trials)} pruned), "
               f"{s.seconds:.0f} s; best valid {metric} {s.best_value:.4f} with {s.best_params}")

@@ -376,17 +376,18 @@ def tune(config: PrepareConfig | str, model: str, trials: int = 20, out: str | P
          metric: str = "ndcg@10", fixed: dict[str, Any] | None = None, space: str | Path | None = None,
          sampler: str = "tpe", pruner: Any = "median", timeout: float | None = None, jobs: int = 1,
          study_dir: str | Path = "runs/tune", ks: tuple[int, ...] = (10, 20), data_dir: str | Path | None = None,
-         ) -> TuneRun:
+         track: tuple[str, ...] | list[str] = ()) -> TuneRun:
     """Search ``model``'s hyperparameters on the valid part (``lmrec.tuning``; test locked meanwhile), then
     train the best trial's configuration as a bundle in ``out`` (test evaluated once, there). The study
-    (SQLite, resumable), ``tune.json`` and ``history.png`` go to ``study_dir/<dataset>-<split>-<model>``."""
+    (SQLite, resumable), ``tune.json`` and ``history.png`` go to ``study_dir/<dataset>-<split>-<model>``;
+    ``track`` logs each trial to mlflow and / or tensorboard there too (``lmrec.tuning.search``)."""
     from lmrec.tuning import importances, plot_history, search
 
     _check_ks(ks)
     prepared = prepare(config, data_dir=data_dir)
     folder = inside(Path(study_dir), f"{prepared.name}-{prepared.split.name}-{model}")
     found = search(prepared, model, trials, folder / "study.db", metric, fixed, space, sampler, pruner,  # type: ignore[arg-type]
-                   timeout, jobs)
+                   timeout, jobs, track=track)
     run = train(prepared.config, model, found.best_params, out, ks, data_dir)
     summary = {"dataset": prepared.name, "split": prepared.split.name, "model": model, "metric": metric,
                "sampler": sampler, "trials": len(found.trials), "search_seconds": round(found.seconds, 1),

@@ -1,6 +1,7 @@
 """The training loop: exact resume, NaN handling, early stopping with best weights, schedule, logs."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -143,13 +144,29 @@ def test_fully_frozen_model_and_unknown_monitor_are_config_errors():
         Trainer(TrainConfig(epochs=1)).fit(net(), FullSoftmaxCE(), windows(), lambda: {"recall@5": 0.1})
 
 
-def test_missing_logger_package_is_named():
-    import importlib.util
-
-    if importlib.util.find_spec("mlflow") is not None:
-        pytest.skip("mlflow is installed here; the error path needs it absent")
-    with pytest.raises(ConfigError, match=r"pip install .lmrec\[tracking\]."):
+def test_missing_logger_package_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now fails as if it were not installed
+    with pytest.raises(ConfigError, match=r"MLflow tracking needs the mlflow package: pip install .lmrec\[tracking\]."):
         Trainer(TrainConfig(epochs=1, loggers=["mlflow"])).fit(net(), FullSoftmaxCE(), windows())
+
+
+def test_epochs_are_logged_to_mlflow_and_tensorboard(tmp_path, monkeypatch):
+    import mlflow
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = tmp_path / "run"
+    result = Trainer(TrainConfig(epochs=3, loggers=["mlflow", "tensorboard"], checkpoint_dir=str(run_dir))).fit(
+        net(), FullSoftmaxCE(), windows(), lambda: {"ndcg@10": 0.5})
+    losses = [r["loss"] for r in result.history]
+    mlflow.set_tracking_uri(f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    logged = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    np.testing.assert_allclose([m.value for m in sorted(logged, key=lambda m: m.step)], losses, rtol=1e-6)
+    assert run.data.metrics["valid/ndcg_at_10"] == 0.5
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    np.testing.assert_allclose([e.value for e in events.Scalars("loss")], losses, rtol=1e-6)
 
 
 class _Planted:

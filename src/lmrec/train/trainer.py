@@ -30,6 +30,7 @@ from torch import nn
 
 from lmrec.errors import ArtifactError, ConfigError, LmrecError
 from lmrec.progress import logger, progress_bar, report
+from lmrec.train.tracking import metric_key, mlflow_client, tensorboard_writer
 
 CHECKPOINT = "checkpoint.pt"
 METRICS_LOG = "metrics.jsonl"
@@ -350,23 +351,17 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 class _Loggers:
-    """Optional TensorBoard / MLflow sinks; each must be installed when asked for."""
+    """Optional TensorBoard / MLflow sinks (``lmrec.train.tracking``); each must be installed when asked for.
+    MLflow's local store, when none is configured, is ``mlflow.db`` in the run folder (else ``runs/``)."""
 
     def __init__(self, names: list[str], run_dir: Path | None):
         self.tb: Any = None
         self.mlflow: Any = None
         if "tensorboard" in names:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError("loggers=['tensorboard'] needs the tensorboard package: pip install 'lmrec[tracking]'") from None
-            self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard") if run_dir else None)
+            self.tb = tensorboard_writer(run_dir / "tensorboard" if run_dir else None)
         if "mlflow" in names:
-            try:
-                import mlflow  # type: ignore[import-not-found]
-            except ImportError:
-                raise ConfigError("loggers=['mlflow'] needs the mlflow package: pip install 'lmrec[tracking]'") from None
-            self.mlflow = mlflow
+            self.mlflow = mlflow_client((run_dir or Path("runs")) / "mlflow.db")
+            self.mlflow.start_run()
 
     def log(self, record: dict[str, Any]) -> None:
         flat = {"loss": record["loss"], "lr": record["lr"],
@@ -375,8 +370,10 @@ class _Loggers:
             for k, v in flat.items():
                 self.tb.add_scalar(k, v, record["step"])
         if self.mlflow is not None:
-            self.mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in flat.items()}, step=record["step"])
+            self.mlflow.log_metrics({metric_key(k): v for k, v in flat.items()}, step=record["step"])
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+        if self.mlflow is not None:
+            self.mlflow.end_run()

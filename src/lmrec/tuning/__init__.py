@@ -26,6 +26,7 @@ from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator, lock_test_part
 from lmrec.progress import logger
 from lmrec.registry import create, model_class
+from lmrec.train.tracking import metric_key, mlflow_client, tensorboard_writer
 
 RANKING_METRICS = ("ndcg", "recall", "hit", "mrr", "map", "precision")
 Sampler = Literal["tpe", "random", "grid"]
@@ -111,9 +112,13 @@ class SearchResult:
 
 def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: str = "ndcg@10",
            fixed: dict[str, Any] | None = None, space_file: str | Path | None = None, sampler: Sampler = "tpe",
-           pruner: Pruner | Any = "median", timeout: float | None = None, jobs: int = 1, seed: int = 0) -> SearchResult:
+           pruner: Pruner | Any = "median", timeout: float | None = None, jobs: int = 1, seed: int = 0,
+           track: tuple[str, ...] | list[str] = ()) -> SearchResult:
     """Run (or resume) the study in ``storage`` until it holds ``trials`` finished trials (or ``timeout``
-    seconds pass); returns the best parameters found on validation."""
+    seconds pass); returns the best parameters found on validation. ``track``: also log each trial to
+    ``mlflow`` (one run per trial in an experiment named after the study; local store ``mlflow.db`` beside
+    the study unless ``MLFLOW_TRACKING_URI`` says otherwise) and / or ``tensorboard`` (event files in
+    ``tensorboard/`` beside the study)."""
     import optuna
 
     if trials < 1 or jobs < 1:
@@ -153,8 +158,12 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
     if done:
         logger.info("study %s: %d trials already done, %d to go", study.study_name, len(done), max(remaining, 0))
     if remaining > 0:
+        log = _TrialLog(list(track), storage.parent, study.study_name, metric)
         with lock_test_part(f"the search for {model} runs"):
-            study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=jobs, catch=())
+            try:
+                study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=jobs, catch=(), callbacks=[log])
+            finally:
+                log.close()
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise ConfigError(f"no trial of {model} completed; raise --trials or use --pruner none")
@@ -163,6 +172,42 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
     seconds = float(np.nansum([r["seconds"] or 0.0 for r in rows]))
     best = study.best_trial
     return SearchResult(study, {**fixed, **best.params}, float(best.value), metric, rows, seconds)
+
+
+class _TrialLog:
+    """Optuna callback: each finished trial (complete or pruned) as an MLflow run and TensorBoard points."""
+
+    def __init__(self, kinds: list[str], folder: Path, experiment: str, metric: str):
+        unknown = sorted(set(kinds) - {"mlflow", "tensorboard"})
+        if unknown:
+            raise ConfigError(f"track: unknown tracker(s) {', '.join(unknown)}; use mlflow and / or tensorboard")
+        self.metric, self.experiment = metric, experiment
+        self.mlflow = mlflow_client(folder / "mlflow.db") if "mlflow" in kinds else None
+        self.tb = tensorboard_writer(folder / "tensorboard") if "tensorboard" in kinds else None
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        state = trial.state.name.lower()
+        curve = sorted(trial.intermediate_values.items())
+        key = metric_key(self.metric)
+        if self.mlflow is not None:
+            experiment = self.mlflow.set_experiment(self.experiment)
+            with self.mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"trial {trial.number}"):
+                self.mlflow.log_params(trial.params)
+                self.mlflow.set_tags({"state": state, "study": study.study_name})
+                for step, value in curve:
+                    self.mlflow.log_metric(f"valid_{key}", value, step=step)
+                if trial.value is not None:
+                    self.mlflow.log_metric(key, trial.value)
+        if self.tb is not None:
+            for step, value in curve:
+                self.tb.add_scalar(f"trial-{trial.number}/valid_{self.metric}", value, step)
+            if trial.value is not None:
+                self.tb.add_scalar(self.metric, trial.value, trial.number)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 def _defaults_in_space(model: str, space: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
