@@ -438,6 +438,18 @@ def refit(
                  if valid else ""))
 
 
+@app.command()
+def forget(
+    store: Path = typer.Option(..., "--store", help="The service's event store (BUNDLE.events.sqlite)."),
+    user: str = typer.Option(..., "--user", help="The user's raw id."),
+) -> None:
+    """Delete a user: their events and served lists leave the store (overwritten, the file vacuumed); a running
+    service stops using the bundle's data on them; `lmrec refit` then trains a bundle without them."""
+    done = pipeline.forget(store, user)
+    out.print(f"deleted {done['events']:,} events and {done['served']:,} served lists of {user!r} from {store}; "
+              "run `lmrec refit` to train a bundle without them", markup=False)
+
+
 @app.command("online-report")
 def online_report(
     store: Path = typer.Argument(..., help="The service's store (BUNDLE.events.sqlite beside the bundle)."),

@@ -362,6 +362,22 @@ def refit(bundle: str | Path, store: str | Path | None = None, out: str | Path |
     return refit_bundle(bundle, store, bundle if out is None else out, params)
 
 
+def forget(store: str | Path, user: str) -> dict[str, int]:
+    """Delete ``user`` from a service's event store (``EventStore.forget``: events and served lists removed,
+    the file vacuumed); a running service stops using the bundle's data on them at its next request, and
+    ``refit`` then trains without them. Returns the counts deleted."""
+    from lmrec.serve.store import EventStore
+
+    store = Path(store)
+    if not store.is_file():
+        raise ConfigError(f"{store}: no event store there (the service writes BUNDLE.events.sqlite beside the bundle)")
+    opened = EventStore(store)
+    try:
+        return opened.forget(user)
+    finally:
+        opened.close()
+
+
 @dataclass
 class TuneRun:
     """What ``tune`` produced: the search, the bundle of the best trial (tested once), the report files."""

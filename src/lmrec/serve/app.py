@@ -173,6 +173,14 @@ class UserResponse(BaseModel):
     history: list[RecommendedItem]
 
 
+class ForgetResponse(BaseModel):
+    id: str
+    events_deleted: int
+    served_deleted: int
+    in_bundle: bool = Field(description="the served bundle's training data hold this user: the model still "
+                            "carries what it learned from them until `lmrec refit` (which leaves them out)")
+
+
 def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api_key: str | None = None,
                keyed_reads: bool = False, retrieval: RetrievalKind = "auto", int8_queries: bool = False,
                ab: str | Path | None = None, split: float = 0.5, history_parts: tuple[str, ...] | None = None,
@@ -315,9 +323,18 @@ def create_app(bundle_dir: str | Path, store_path: str | Path | None = None, api
         if not state.knows_user(user_id):
             raise NotFound(f"unknown user {user_id!r}: send their events to POST /events first")
         recent = state.history(user_id)[::-1][:limit]
-        return UserResponse(id=user_id, known_in_training=user_id in state.users,
+        return UserResponse(id=user_id, known_in_training=state.bundle_row(user_id) is not None,
                             history=[RecommendedItem(id=str(state.items.raw(int(i))), title=str(state.titles[i]),
                                                      score=0.0) for i in recent])
+
+    @app.delete("/users/{user_id}", response_model=ForgetResponse, dependencies=[Depends(need_key)])
+    def forget(user_id: Id) -> ForgetResponse:
+        """Delete a user: their events and served lists leave the store (overwritten, the file vacuumed), and
+        no worker uses what the bundle's data hold about them any more; `lmrec refit` then trains without them."""
+        _, state = service.for_user(user_id)
+        done = state.forget(user_id)
+        return ForgetResponse(id=user_id, events_deleted=done["events"], served_deleted=done["served"],
+                              in_bundle=done["in_bundle"])
 
     @app.get("/items/{item_id}", dependencies=reads)
     def item(item_id: Id) -> dict[str, Any]:

@@ -6,6 +6,10 @@ is the old one's kind and configuration (options may be changed), warm-started f
 trains iteratively (sequence models); others fit again from scratch. Validation, for early stopping and the
 metrics it reports, is each user's most recent stored event; everything before it trains.
 
+Users deleted from the store (``lmrec forget``, ``DELETE /users/{id}``) are left out: their events in the old
+bundle's data are dropped and their raw id in the user map is replaced by a placeholder (``forgotten-N``,
+keeping every other index), their row in the user table emptied; so the new bundle holds no trace of them.
+
 The bundle records how far into the store it reaches (``store.events_through``, ``store.items_through``), so
 a service that loads it applies only the rows after those and counts no event twice.
 """
@@ -31,7 +35,7 @@ from lmrec.eval import Evaluator
 from lmrec.progress import logger, report
 from lmrec.registry import create
 from lmrec.serve.state import NOT_HISTORY
-from lmrec.serve.store import EventStore
+from lmrec.serve.store import EventStore, user_hash
 
 VALID_KS = (10, 20)
 
@@ -91,7 +95,8 @@ def _combined(old: Bundle, store: EventStore) -> tuple[Prepared, dict[str, Any]]
         catalogue = catalogue.appended([s.item for s in fresh], [s.fields for s in fresh])
     events = list(store.events(after=int(folded.get("events_through", 0))))
     items: IdMap = catalogue.ids
-    base = old.prepared.interactions
+    base, user_table, n_forgotten = _without_forgotten(old.prepared.interactions, old.prepared.users,
+                                                       {h for _, h in store.forgotten()})
     labelled = base.label is not None
     unknown = sum(e.item not in items for e in events)
     if unknown:
@@ -102,20 +107,51 @@ def _combined(old: Bundle, store: EventStore) -> tuple[Prepared, dict[str, Any]]
     old_events = Interactions(base.user, base.item, users, items, time=base.time, rating=base.rating,
                               label=base.label, time_unit=base.time_unit)
     split = _split(old_events, new, n_old=len(old_events))
-    user_table = old.prepared.users
     if user_table is not None and len(users) > len(user_table):
         user_table = user_table.appended(users.to_list()[len(user_table):], [{}] * (len(users) - len(user_table)))
         assert isinstance(user_table, UserTable)
     assert isinstance(catalogue, ItemTable)
     through = {"events_through": max([int(folded.get("events_through", 0))] + [e.seq for e in events]),
                "items_through": max([int(folded.get("items_through", 0))] + [s.seq for s in stored_items]),
-               "new_events": len(kept), "new_items": len(fresh), "new_users": len(users) - len(base.users)}
+               "new_events": len(kept), "new_items": len(fresh), "new_users": len(users) - len(base.users),
+               "forgotten_users": n_forgotten}
     key = hashlib.sha256(f"{old.prepared.key}|refit|{through['events_through']}|{through['items_through']}"
                          .encode()).hexdigest()
     stats = {**old.prepared.stats, "split": split.summary(), "refit": through}
     prepared = Prepared(old.prepared.name, old.prepared.config, key, split, catalogue, user_table, stats,
                         old.prepared.path)
     return prepared, through
+
+
+def _without_forgotten(base: Interactions, users: UserTable | None, forgotten: set[str],
+                       ) -> tuple[Interactions, UserTable | None, int]:
+    """``base`` without the events of users whose id hash is in ``forgotten``, their raw ids replaced by
+    placeholders (indices kept); the user table with their rows emptied; and how many users that was."""
+    raw = base.users.to_list()
+    gone = np.array([user_hash(u) in forgotten for u in raw], dtype=bool)
+    if not gone.any():
+        return base, users, 0
+    taken, ids, n = set(raw), [], 0
+    for u, g in zip(raw, gone):
+        if g:
+            while f"forgotten-{n}" in taken:  # a real user could be called that
+                n += 1
+            u, n = f"forgotten-{n}", n + 1
+        ids.append(u)
+    user_map = IdMap(ids, name="user")
+    keep = ~gone[base.user]
+    cleaned = Interactions(base.user[keep], base.item[keep], user_map, base.items,
+                           time=None if base.time is None else base.time[keep],
+                           rating=None if base.rating is None else base.rating[keep],
+                           label=None if base.label is None else base.label[keep], time_unit=base.time_unit)
+    if users is not None:
+        fields = {}
+        for f in users.fields:
+            column = users[f].copy()
+            column[gone[:len(column)]] = ""
+            fields[f] = column
+        users = UserTable(user_map.subset(np.arange(len(users))), fields)
+    return cleaned, users, int(gone.sum())
 
 
 def _interactions(events: list[Any], base: Interactions, users: IdMap, items: IdMap) -> Interactions:

@@ -29,7 +29,7 @@ from lmrec.errors import ConfigError, LmrecError, Unsupported
 from lmrec.explain import Explanation, explain
 from lmrec.progress import logger
 from lmrec.retrieval import RetrievalKind, Retriever
-from lmrec.serve.store import Event, EventStore, StoredEvent, StoredItem
+from lmrec.serve.store import Event, EventStore, StoredEvent, StoredItem, user_hash
 
 EVENT_TYPES = ("view", "click", "cart", "purchase", "like", "rating", "dislike")
 NOT_HISTORY = ("dislike",)  # stored, but never a reason to recommend similar items
@@ -100,6 +100,11 @@ class ServiceState:
         self.last_seq = int(folded.get("events_through", 0))
         self.last_item_seq = int(folded.get("items_through", 0))
         self._extra: dict[str, list[int]] = {}
+        # users deleted from the store: what the bundle's data hold about them is no longer used (their
+        # history, their trained user vector); new events of the same id start a new history
+        self._forgotten: set[str] = set()
+        self.last_forgotten_seq = 0
+        self._bundle_user_hashes: dict[str, str] | None = None  # computed at the first deletion seen
         self._lock = threading.Lock()  # histories
         self._catalogue = ReadWriteLock()  # the catalogue and the model's item side
         self._item_sync = threading.Lock()
@@ -123,6 +128,7 @@ class ServiceState:
         items = self.store.items(after=self.last_item_seq)
         if items:
             self._apply_items(items)
+        self._apply_forgotten()
         self._apply_events()
 
     def _apply_items(self, stored: Sequence[StoredItem], encoded: dict[str, np.ndarray] | None = None) -> None:
@@ -170,6 +176,38 @@ class ServiceState:
                 if s.type not in NOT_HISTORY and s.item in self.items:
                     self._extra.setdefault(s.user, []).append(self.items.index(s.item))
 
+    def forget(self, user: str) -> dict[str, Any]:
+        """Delete ``user`` from the store (events, served lists) and from this state; what was deleted, and
+        whether the served bundle's own data hold the user (then only a refit removes them from the model)."""
+        self.sync()
+        if not self.knows_user(user):
+            raise NotFound(f"unknown user {user!r}: nothing to delete")
+        in_bundle = user in self.users
+        deleted = self.store.forget(user)
+        self._apply_forgotten()
+        return {**deleted, "in_bundle": in_bundle}
+
+    def _apply_forgotten(self) -> None:
+        rows = self.store.forgotten(after=self.last_forgotten_seq)
+        if not rows:
+            return
+        with self._lock:
+            if self._bundle_user_hashes is None:
+                self._bundle_user_hashes = {user_hash(u): u for u in self.users.to_list()}
+            extra = {user_hash(u): u for u in self._extra}
+            for seq, h in rows:
+                for found in (self._bundle_user_hashes.get(h), extra.get(h)):
+                    if found is not None:
+                        self._forgotten.add(found)
+                        self._extra.pop(found, None)
+                self.last_forgotten_seq = max(self.last_forgotten_seq, seq)
+
+    def bundle_row(self, user: str | None) -> int | None:
+        """The user's row in the bundle's data, unless there is none or the user was deleted."""
+        if user is None or user in self._forgotten or user not in self.users:
+            return None
+        return self.users.index(user)
+
     # --- lookups --------------------------------------------------------------------------------------------
     def item_index(self, item: str) -> int:
         if item not in self.items:
@@ -178,11 +216,12 @@ class ServiceState:
         return self.items.index(item)
 
     def knows_user(self, user: str) -> bool:
-        return user in self.users or user in self._extra
+        return self.bundle_row(user) is not None or user in self._extra
 
     def history(self, user: str) -> np.ndarray:
         """Item indices of the user's history, oldest first."""
-        base = self.bundle.histories[self.users.index(user)] if user in self.users else np.zeros(0, dtype=np.int64)
+        row = self.bundle_row(user)
+        base = self.bundle.histories[row] if row is not None else np.zeros(0, dtype=np.int64)
         with self._lock:
             extra = list(self._extra.get(user, ()))
         return np.concatenate([base, np.asarray(extra, dtype=np.int64)])
@@ -203,7 +242,7 @@ class ServiceState:
             raise ConfigError("give a user_id, a history or a query (or a mix)")
         with self._catalogue.read():
             seq = self._sequence(user, history)
-            index = self.users.index(user) if user is not None and user in self.users else None
+            index = self.bundle_row(user)
             blocked = np.zeros(self.n_items, dtype=bool)
             if exclude_seen:
                 blocked[seq] = True
@@ -224,7 +263,8 @@ class ServiceState:
             seq = self._sequence(user, history)
             if len(seq) == 0:
                 raise ConfigError("the history is empty: there is nothing to attribute the score to")
-            index = self.users.index(user) if user is not None and user in self.users else len(self.users)
+            row = self.bundle_row(user)
+            index = row if row is not None else len(self.users)
             return explain(self.model, seq, target, index, self.bundle.catalogue)
 
     def _sequence(self, user: str | None, history: Sequence[str] | None) -> np.ndarray:

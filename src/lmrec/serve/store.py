@@ -8,10 +8,16 @@ retry of an event whose answer was lost is then stored once, not twice.
 The store is also what the workers of one service share: each keeps its in-memory state and catches up
 with the rows after the last sequence number it applied (``events(after=...)``, ``items(after=...)``), and
 the ``serving`` row names the bundle all of them serve (``POST /admin/reload`` changes it).
+
+Deleting a user (``forget``): their events and served lists are deleted with SQLite's ``secure_delete`` (the
+freed pages are overwritten), the file is vacuumed and the write-ahead log truncated, so the raw id is gone
+from the store's bytes. What remains is a row in ``forgotten`` holding a one-way hash of the id, which tells
+every worker, and ``lmrec refit``, to drop what the served bundle's own data hold about that user.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -51,12 +57,22 @@ CREATE TABLE IF NOT EXISTS served (
     time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS served_by_user ON served (user, time);
+CREATE TABLE IF NOT EXISTS forgotten (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_hash TEXT NOT NULL,
+    time REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS serving (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     generation INTEGER NOT NULL,
     bundle TEXT NOT NULL
 );
 """
+
+
+def user_hash(user: str) -> str:
+    """What the store keeps of a deleted user's id: a SHA-256 that matches the id without holding it."""
+    return hashlib.sha256(f"lmrec-forgotten-user:{user}".encode()).hexdigest()
 
 
 class Conflict(LmrecError):
@@ -114,6 +130,7 @@ class EventStore:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged event is on disk
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not just unlinked
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: cannot be used as an event store ({exc})") from None
@@ -123,6 +140,7 @@ class EventStore:
         # cut), so logging them costs a recommendation little.
         self._log = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._log.execute("PRAGMA synchronous=NORMAL")
+        self._log.execute("PRAGMA secure_delete=ON")
         self._log_lock = threading.Lock()
 
     def close(self) -> None:
@@ -228,6 +246,30 @@ class EventStore:
         with self._lock:
             rows = self._db.execute("SELECT seq, item, fields FROM items WHERE seq > ? ORDER BY seq", (after,)).fetchall()
         return [StoredItem(seq, item, json.loads(fields)) for seq, item, fields in rows]
+
+    # --- deleting a user -------------------------------------------------------------------------------------
+    def forget(self, user: str) -> dict[str, int]:
+        """Delete ``user``'s events and served lists, record the hash of the id in ``forgotten``, then vacuum
+        and truncate the write-ahead log so no copy of the rows is left in the files; the counts deleted."""
+        with self._lock, self._log_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                events = self._db.execute("DELETE FROM events WHERE user = ?", (user,)).rowcount
+                served = self._db.execute("DELETE FROM served WHERE user = ?", (user,)).rowcount
+                self._db.execute("INSERT INTO forgotten (user_hash, time) VALUES (?, ?)", (user_hash(user), time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return {"events": int(events), "served": int(served)}
+
+    def forgotten(self, after: int = 0) -> list[tuple[int, str]]:
+        """``(seq, user hash)`` of every deletion after ``seq``, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, user_hash FROM forgotten WHERE seq > ? ORDER BY seq", (after,)).fetchall()
+        return [(int(seq), str(h)) for seq, h in rows]
 
     # --- the bundle every worker serves ---------------------------------------------------------------------
     def serving(self) -> tuple[int, str | None]:
