@@ -13,7 +13,8 @@ Protocol, per dataset (its published split where it has one):
   into a bundle and evaluated on test once. ``pop`` has nothing to tune and is trained once.
 * ``fusion`` (LM) learns on validation how to weigh the tuned TextSeqRec, SASRec and EASE bundles (their
   scores standardised per user); ``fusion-id`` (non-LM ablation) does the same with SASRec and EASE only, so
-  the gain the text component brings is measured, not assumed. Their budget is their components' plus the
+  the gain the text component brings is measured, not assumed. ``fusion-all`` / ``fusion-all-id``: the same
+  over every tuned model, with and without the text models. Their budget is their components' plus the
   weight search.
 * each row: test Recall/NDCG@10 and @20 with 95% CIs over users, trials run, search and final-fit seconds
   (wall) and CPU seconds (process time, all threads), the best parameters, the command that reproduces it;
@@ -44,8 +45,13 @@ DATASETS = {"movielens-100k": "loo", "amazon-beauty": "loo", "amazon-scientific"
             "amazon-arts": "predefined", "amazon-office": "predefined"}
 NON_LM = ["pop", "itemknn", "ease", "als", "bpr", "lightgcn", "multvae", "gru4rec", "bert4rec", "sasrec"]
 LM = ["lmcontent", "textseq"]
-FUSIONS = {"fusion-id": ["sasrec", "ease"], "fusion": ["textseq", "sasrec", "ease"]}
-LM_ROWS = set(LM) | {"fusion"}
+# fusion / fusion-id: the text sequence model with the two usual strongest non-LM models, and without it;
+# fusion-all / fusion-all-id: every tuned model with something to tune, with and without the text models
+# (the weights, zeros included, chosen on validation). Each LM fusion has its no-text twin as a non-LM row.
+TUNED_NON_LM = [m for m in NON_LM if m != "pop"]
+FUSIONS = {"fusion-id": ["sasrec", "ease"], "fusion": ["textseq", "sasrec", "ease"],
+           "fusion-all-id": TUNED_NON_LM, "fusion-all": LM + TUNED_NON_LM}
+LM_ROWS = set(LM) | {"fusion", "fusion-all"}
 # Options fixed for every trial where a dataset needs them to fit the CPU budget (docs/benchmarks.md,
 # "CPU budget recipe"): TextSeqRec on Beauty trains a fixed 24 epochs with warm-up and cosine decay.
 FIXED: dict[tuple[str, str], dict[str, Any]] = {

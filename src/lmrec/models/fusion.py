@@ -5,8 +5,9 @@ the fusion falls back to its collaborative components; where text helps, it gets
 
 Components are registered models fitted here on the same training events (``{"model": NAME, "params":
 {...}}``), or models already fitted on exactly those events (``{"saved": FOLDER}``: a saved model or a
-bundle; its fingerprint of training events must match). Weights: coordinate ascent over a grid, starting
-from equal weights, each step kept only if the validation metric rises; the best weights seen are kept.
+bundle; its fingerprint of training events must match). Weights: coordinate ascent over a grid, each step
+kept only if the validation metric rises, from two starts (equal weights, and the best component alone);
+the better end is kept, so the fusion is never below its best component on validation.
 A component whose weight ends at zero is not scored at all.
 """
 
@@ -116,24 +117,41 @@ class Fusion(Recommender):
             self.search_.append({"weights": weights.tolist(), metric: means[metric]})
             return means[metric]
 
-        best = np.ones(len(components))
-        best_value = value(best)
-        for _ in range(self.config.rounds):
-            improved = False
-            for i in range(len(components)):
-                for w in self.config.grid:
-                    trial = best.copy()
-                    trial[i] = w
-                    if not trial.any() or np.array_equal(trial, best):
-                        continue
-                    v = value(trial)
-                    if v > best_value + 1e-9:
-                        best, best_value, improved = trial, v, True
-            if not improved:
-                break
+        n = len(components)
+        seen: dict[bytes, float] = {}
+
+        def cached(weights: np.ndarray) -> float:
+            key = weights.tobytes()
+            if key not in seen:
+                seen[key] = value(weights)
+            return seen[key]
+
+        def ascend(start: np.ndarray) -> tuple[np.ndarray, float]:
+            best, best_value = start, cached(start)
+            for _ in range(self.config.rounds):
+                improved = False
+                for i in range(n):
+                    for w in self.config.grid:
+                        trial = best.copy()
+                        trial[i] = w
+                        if not trial.any() or np.array_equal(trial, best):
+                            continue
+                        v = cached(trial)
+                        if v > best_value + 1e-9:
+                            best, best_value, improved = trial, v, True
+                if not improved:
+                    break
+            return best, best_value
+
+        # Two starts, since the ascent can stop in a local optimum: equal weights, and the best component
+        # alone (so the fusion never ends below its best component on validation).
+        equal = cached(np.ones(n))
+        alone = [np.eye(n)[i] for i in range(n)]
+        best_single = alone[int(np.argmax([cached(a) for a in alone]))]
+        best, best_value = max((ascend(np.ones(n)), ascend(best_single)), key=lambda r: r[1])
         names = [c.name for c in components]
         report("fusion: weights %s, valid %s %.4f (equal weights %.4f)",
-               dict(zip(names, best.tolist())), metric, best_value, self.search_[0][metric])
+               dict(zip(names, best.tolist())), metric, best_value, equal)
         return best
 
     def score(self, queries: Queries) -> np.ndarray:
