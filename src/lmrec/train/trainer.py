@@ -361,7 +361,9 @@ class _Loggers:
             self.tb = tensorboard_writer(run_dir / "tensorboard" if run_dir else None)
         if "mlflow" in names:
             self.mlflow = mlflow_client((run_dir or Path("runs")) / "mlflow.db")
-            self.mlflow.start_run()
+            # named, not MLflow's remembered active experiment: that id may belong to another store
+            experiment = self.mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "lmrec"))
+            self.mlflow.start_run(experiment_id=experiment.experiment_id)
 
     def log(self, record: dict[str, Any]) -> None:
         flat = {"loss": record["loss"], "lr": record["lr"],
