@@ -64,6 +64,14 @@ def test_a_deleted_user_leaves_no_trace(bundles, tmp_path):
     assert new.histories[new.users.index("u3")].tolist() == [new.items.index("i11")]
     others = old.prepared.interactions.user != gone
     assert len(new.prepared.interactions) == int(others.sum()) + 1
+    # the deletion was applied to the data held then: a service on the refit bundle, and the next refit,
+    # keep u3's later history
+    again = TestClient(create_app(path, store, api_key=KEY))
+    user = again.get("/users/u3").json()
+    assert [h["id"] for h in user["history"]] == ["i11"] and user["known_in_training"] is True
+    _, metrics = pipeline.refit(path, store, out=tmp_path / "after")
+    assert metrics["refit"]["forgotten_users"] == 0
+    assert Bundle.load(tmp_path / "after").histories[new.users.index("u3")].tolist() == [new.items.index("i11")]
 
 
 def test_lmrec_forget(bundles, tmp_path, capsys):

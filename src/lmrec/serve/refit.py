@@ -10,8 +10,10 @@ Users deleted from the store (``lmrec forget``, ``DELETE /users/{id}``) are left
 bundle's data are dropped and their raw id in the user map is replaced by a placeholder (``forgotten-N``,
 keeping every other index), their row in the user table emptied; so the new bundle holds no trace of them.
 
-The bundle records how far into the store it reaches (``store.events_through``, ``store.items_through``), so
-a service that loads it applies only the rows after those and counts no event twice.
+The bundle records how far into the store it reaches (``store.events_through``, ``items_through``,
+``forgotten_through``), so a service that loads it applies only the rows after those and counts no event
+twice; a deletion is applied to the data held when it was made, so a user who comes back after being deleted
+keeps their new events in the next refit.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def refit(bundle_dir: str | Path, store_path: str | Path, out: str | Path, param
         prepared.path = Path(tmp) / "data"
         path = write_bundle(out, model, prepared, run_config, metrics,
                             store={"path": str(store_path.resolve()), "events_through": through["events_through"],
-                                   "items_through": through["items_through"]})
+                                   "items_through": through["items_through"],
+                                   "forgotten_through": through["forgotten_through"]})
     return path, metrics
 
 
@@ -95,8 +98,9 @@ def _combined(old: Bundle, store: EventStore) -> tuple[Prepared, dict[str, Any]]
         catalogue = catalogue.appended([s.item for s in fresh], [s.fields for s in fresh])
     events = list(store.events(after=int(folded.get("events_through", 0))))
     items: IdMap = catalogue.ids
+    deletions = store.forgotten(after=int(folded.get("forgotten_through", 0)))
     base, user_table, n_forgotten = _without_forgotten(old.prepared.interactions, old.prepared.users,
-                                                       {h for _, h in store.forgotten()})
+                                                       {h for _, h in deletions})
     labelled = base.label is not None
     unknown = sum(e.item not in items for e in events)
     if unknown:
@@ -114,6 +118,7 @@ def _combined(old: Bundle, store: EventStore) -> tuple[Prepared, dict[str, Any]]
     through = {"events_through": max([int(folded.get("events_through", 0))] + [e.seq for e in events]),
                "items_through": max([int(folded.get("items_through", 0))] + [s.seq for s in stored_items]),
                "new_events": len(kept), "new_items": len(fresh), "new_users": len(users) - len(base.users),
+               "forgotten_through": max([int(folded.get("forgotten_through", 0))] + [seq for seq, _ in deletions]),
                "forgotten_users": n_forgotten}
     key = hashlib.sha256(f"{old.prepared.key}|refit|{through['events_through']}|{through['items_through']}"
                          .encode()).hexdigest()

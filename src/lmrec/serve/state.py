@@ -103,7 +103,7 @@ class ServiceState:
         # users deleted from the store: what the bundle's data hold about them is no longer used (their
         # history, their trained user vector); new events of the same id start a new history
         self._forgotten: set[str] = set()
-        self.last_forgotten_seq = 0
+        self.last_forgotten_seq = int(folded.get("forgotten_through", 0))  # deletions a refit already applied
         self._bundle_user_hashes: dict[str, str] | None = None  # computed at the first deletion seen
         self._lock = threading.Lock()  # histories
         self._catalogue = ReadWriteLock()  # the catalogue and the model's item side
