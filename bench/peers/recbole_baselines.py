@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from recbole_run import RESULTS, ensure_venv, export_atomic, scratch, stamp  # noqa: E402
+from recbole_run import RESULTS, ensure_venv, export_atomic, numpy_aliases_for_recbole, scratch, stamp  # noqa: E402
 from recbole_sasrec import NAME as SEQ_NAME  # noqa: E402
 from recbole_sasrec import export_sequences, subprocess_run  # noqa: E402
 
@@ -77,11 +77,7 @@ def recbole_side(model: str, data_path: str, epochs: int) -> None:
     """Runs in RecBole's environment; prints one JSON record."""
     import logging
 
-    import numpy as np
-
-    for alias, target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
-        if not hasattr(np, alias):
-            setattr(np, alias, target)
+    numpy_aliases_for_recbole()
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed

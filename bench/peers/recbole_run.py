@@ -100,15 +100,20 @@ def run_recbole_side(python: Path, args: list[str]) -> list[dict]:
 
 
 # -------------------------------------------------------------------------------------------- RecBole side
-def recbole_side(data_path: str, name: str, models: list[str], eval_speed_only: bool) -> None:
-    """Runs inside the RecBole venv; prints one JSON line of records on stdout."""
-    import logging
-
+def numpy_aliases_for_recbole() -> None:
+    """RecBole 1.2.1 still uses aliases numpy 2 removed (np.float_, ...): restore them before importing it."""
     import numpy as np
 
     for alias, target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
         if not hasattr(np, alias):
             setattr(np, alias, target)
+
+
+def recbole_side(data_path: str, name: str, models: list[str], eval_speed_only: bool) -> None:
+    """Runs inside the RecBole venv; prints one JSON line of records on stdout."""
+    import logging
+
+    numpy_aliases_for_recbole()
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed

@@ -34,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from recbole_run import RESULTS, WORK, ensure_venv, scratch, stamp  # noqa: E402
+from recbole_run import RESULTS, WORK, ensure_venv, numpy_aliases_for_recbole, scratch, stamp  # noqa: E402
 
 NAME = "ml100k-seq"
 OUT = RESULTS / "seqrec_peer.json"
@@ -133,9 +133,7 @@ def recbole_side(data_path: str, device: str, epochs: int) -> None:
 
     import numpy as np
 
-    for alias, target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
-        if not hasattr(np, alias):
-            setattr(np, alias, target)
+    numpy_aliases_for_recbole()
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.sequential_recommender import SASRec
