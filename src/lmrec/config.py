@@ -37,14 +37,27 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
-    """``key=value`` strings -> {key: value} (values parsed as YAML scalars)."""
+    """``key=value`` strings -> {key: value} (values parsed as YAML scalars); a dotted key sets an option of
+    a nested section: ``privacy.epsilon=4`` -> {"privacy": {"epsilon": 4}}."""
     options: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"an option must look like option=value, got {item!r}")
-        options[key.strip()] = _scalar(value, item)
+        _set_nested(options, key.strip(), _scalar(value, item), item)
     return options
+
+
+def _set_nested(options: dict[str, Any], key: str, value: Any, item: str) -> None:
+    *sections, last = key.split(".")
+    if not all(sections) or not last:
+        raise ConfigError(f"an option must look like option=value or section.option=value, got {item!r}")
+    for section in sections:
+        inner = options.setdefault(section, {})
+        if not isinstance(inner, dict):
+            raise ConfigError(f"{item!r}: {section!r} is given both as a value and as a section")
+        options = inner
+    options[last] = value
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -55,12 +68,18 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
         model, dot, key = target.partition(".")
         if not eq or not dot or not model or not key:
             raise ConfigError(f"a model option must look like model.option=value, got {item!r}")
-        out.setdefault(model, {})[key] = _scalar(value, item)
+        _set_nested(out.setdefault(model, {}), key, _scalar(value, item), item)
     return out
 
 
 def _scalar(value: str, item: str) -> Any:
     try:
-        return yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot read the value of {item!r}: {' '.join(str(exc).split())}") from None
+    if isinstance(parsed, str):  # YAML 1.1 reads 1e-5 (no dot) as text
+        try:
+            return float(parsed) if parsed.strip().lower() not in ("nan", "inf", "-inf", "infinity") else parsed
+        except ValueError:
+            return parsed
+    return parsed

@@ -61,3 +61,15 @@ def test_sequence_loss_is_the_next_item_cross_entropy():
     assert sequence_losses(pop, [np.array([2, 0, 1])], 3, positions=1)[0] == pytest.approx(log_norm - 1)
     with pytest.raises(ConfigError, match="nothing to predict"):
         sequence_losses(pop, [np.array([1])], 3)
+
+
+def test_the_attack_fails_against_the_same_training_under_differential_privacy(memorised):
+    """Same data, model and epochs as the memorising run, trained with DP-SGD at epsilon = 1 (user level)."""
+    model, member_seqs = memorised
+    _, outsiders = random_users(80, seed=2)
+    private = create("sasrec", **OVERFIT, privacy={"epsilon": 1.0}).fit(random_users(80, seed=1)[0])
+    attack = membership_attack(sequence_losses(private, member_seqs, N_ITEMS),
+                               sequence_losses(private, outsiders, N_ITEMS))
+    exposed = membership_attack(sequence_losses(model, member_seqs, N_ITEMS),
+                                sequence_losses(model, outsiders, N_ITEMS))
+    assert private.privacy_["epsilon"] <= 1.0 and exposed.auc > 0.8 and attack.auc < 0.65

@@ -7,6 +7,7 @@ there is the user's representation. Targets are item indices (``-1`` = no target
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 
@@ -129,11 +130,55 @@ class SequenceWindows:
             yield self._batch(batches[i])
 
     def _batch(self, rows: np.ndarray) -> SequenceBatch:
+        if len(rows) == 0:  # a user-sampled step nobody was drawn into (UserSampledWindows)
+            empty = torch.zeros((0, 1), dtype=torch.long)
+            return SequenceBatch(empty, empty.clone(), torch.zeros(0, dtype=torch.long))
         windows = [self._items[self.starts[r]:self.stops[r]] for r in rows]
         length = max(len(w) for w in windows) - 1
         tokens = _left_pad([w[:-1] + 1 for w in windows], length, PAD)
         targets = _left_pad([w[1:] for w in windows], length, NO_TARGET)
         return SequenceBatch(torch.from_numpy(tokens), torch.from_numpy(targets), torch.from_numpy(self.users[rows]))
+
+
+@dataclass(frozen=True)
+class UserSampling:
+    """What a user-sampled batch source tells the privacy accountant: how many users, each one's chance per step."""
+
+    n_users: int
+    sample_rate: float
+
+
+class UserSampledWindows:
+    """User-level Poisson sampling for differentially private training (``lmrec.train.private``): at each
+    step every user is in the batch independently with probability ``sample_rate = batch_size / users``,
+    with one of their windows drawn uniformly, so one step touches at most one example of any user and
+    the accountant can bound what training reveals about a user's whole history. Batch sizes vary (a
+    step may even be empty); an epoch is ``ceil(users / batch_size)`` steps, one expected pass over users.
+    Draws are fixed by ``(seed, epoch)``, like ``SequenceWindows``."""
+
+    def __init__(self, windows: SequenceWindows, batch_size: int, seed: int = 0):
+        self.windows, self.seed = windows, seed
+        # SequenceWindows lists each user's windows together: first row and count per user
+        users, self._first, self._count = np.unique(windows.users, return_index=True, return_counts=True)
+        self.sampling = UserSampling(len(users), min(1.0, batch_size / len(users)))
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def n_targets(self) -> int:
+        return self.windows.n_targets
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(1 / self.sampling.sample_rate)
+
+    def epoch(self, epoch: int) -> Iterator[SequenceBatch]:
+        rng = np.random.default_rng([self.seed, epoch, 11])
+        for _ in range(self.steps_per_epoch):
+            chosen = np.flatnonzero(rng.random(self.sampling.n_users) < self.sampling.sample_rate)
+            rows = self._first[chosen] + (rng.random(len(chosen)) * self._count[chosen]).astype(np.int64)
+            yield self.windows._batch(rows)
 
 
 class MaskedWindows:
@@ -146,6 +191,7 @@ class MaskedWindows:
         if not 0 < mask_prob < 1:
             raise ConfigError(f"mask_prob must be between 0 and 1, got {mask_prob}")
         self.windows, self.mask_token, self.mask_prob, self.seed = windows, mask_token, mask_prob, seed
+        self.sampling = getattr(windows, "sampling", None)  # user-level sampling passes through (private training)
 
     def __len__(self) -> int:
         return len(self.windows)

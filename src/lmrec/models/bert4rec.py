@@ -11,7 +11,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from lmrec.data.batching import PAD, MaskedWindows, SequenceBatch, SequenceWindows
+from lmrec.data.batching import PAD, MaskedWindows, SequenceBatch, SequenceWindows, UserSampledWindows
 from lmrec.models.sequential import DotProductOutput, SequentialConfig, SequentialRecommender, item_embeddings
 from lmrec.nn.transformer import SequenceEncoder
 
@@ -67,6 +67,6 @@ class BERT4Rec(SequentialRecommender):
     def _new_net(self, n_items: int, inputs: dict[str, np.ndarray], trained: np.ndarray) -> nn.Module:
         return BERT4RecNet(n_items, self.config)
 
-    def _training_batches(self, windows: SequenceWindows) -> Any:
+    def _training_batches(self, windows: SequenceWindows | UserSampledWindows) -> Any:
         assert self.n_items_ is not None
         return MaskedWindows(windows, self.n_items_ + 1, self.config.mask_prob, self.config.seed)

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from lmrec.data.batching import SequenceWindows, query_batch
+from lmrec.data.batching import SequenceWindows, UserSampledWindows, query_batch
 from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable
 from lmrec.data.queries import Queries
@@ -98,6 +98,7 @@ class SequentialRecommender(Recommender):
         self.net_: Any = None  # the network (an nn.Module with the methods listed above)
         self.train_result_: TrainResult | None = None
         self.trainable_params_: int | None = None  # parameters the last fit trained
+        self.privacy_: dict[str, Any] | None = None  # the DP guarantee of a private fit (lmrec.train.private)
         # The item table of a finished model, kept between score calls: TextSeqRec's adaptor otherwise runs
         # over the whole catalogue for every request (95% of a served request's time on Amazon Beauty).
         # Not kept while ``live_weights`` (during fit, whose validation scores between weight updates, or for a
@@ -117,7 +118,7 @@ class SequentialRecommender(Recommender):
     def _before_training(self, net: nn.Module) -> None:
         """Hook after the network is built for a fit (not on load): e.g. load pretrained weights, freeze."""
 
-    def _training_batches(self, windows: SequenceWindows) -> Any:
+    def _training_batches(self, windows: SequenceWindows | UserSampledWindows) -> Any:
         """What the Trainer iterates (a ``BatchSource``); next-item windows by default, BERT4Rec masks them."""
         return windows
 
@@ -138,8 +139,15 @@ class SequentialRecommender(Recommender):
 
     def _fit_network(self, train: Interactions, items: ItemTable | None, validation: Any) -> None:
         c = self.config
+        private = c.privacy.enabled
+        if private and c.loss == "sampled_softmax":
+            raise ConfigError("loss=sampled_softmax draws negatives by exact item counts, which private training "
+                              "would publish; use loss=ce (or bpr / bce) with privacy")
         counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
-        self.popularity_ = counts.astype(np.float32)
+        # Users without history get popularity scores; a private model keeps only which items occur (the
+        # catalogue, treated as public), since exact counts are not covered by its guarantee.
+        self.popularity_ = ((counts > 0) if private else counts).astype(np.float32)
+        self.privacy_ = None
         self.inputs_ = self._prepare_inputs(train, items)
         torch.manual_seed(c.seed)
         self.net_ = self._new_net(train.n_items, self.inputs_, counts > 0)
@@ -155,7 +163,7 @@ class SequentialRecommender(Recommender):
             self.net_.eval()
             return
         windows = SequenceWindows(train.sequences(), c.max_len, c.batch_size, c.windows, c.seed)
-        data = self._training_batches(windows)
+        data = self._training_batches(UserSampledWindows(windows, c.batch_size, c.seed) if private else windows)
         # sampled softmax draws by popularity (its logQ term corrects for it); BPR / BCE uniformly over
         # the items seen in training
         probs = counts if c.loss == "sampled_softmax" else (counts > 0).astype(np.float64)
@@ -167,6 +175,7 @@ class SequentialRecommender(Recommender):
         logger.info("%s: %d windows, %d targets, %d steps per epoch", self.name, len(windows), windows.n_targets,
                     windows.steps_per_epoch)
         self.train_result_ = Trainer(c).fit(self.net_, loss, data, validate if validation is not None else None)
+        self.privacy_ = self.train_result_.privacy
         self._after_training(self.net_)
 
     def warm_start(self, previous: Recommender) -> bool:
@@ -235,6 +244,9 @@ class SequentialRecommender(Recommender):
         return self
 
     # --- persistence -------------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {**super()._meta(), "privacy_": self.privacy_}
+
     def _state(self) -> dict[str, Any]:
         return {"popularity_": self.popularity_, **{f"inputs.{k}": v for k, v in self.inputs_.items()},
                 **module_state(self._net())}

@@ -89,6 +89,26 @@ class FullSoftmaxCE:
             logits = logits.masked_fill(history_mask(batch, column_of), float("-inf"))
         return F.cross_entropy(logits, column_of[targets])  # targets are training items
 
+    @property
+    def example(self) -> Any:
+        """The loss of a one-row batch in a form ``torch.func.vmap`` can batch (private training's per-user
+        gradients): every position is scored and the ones without a target weigh 0, instead of selecting
+        positions (a data-dependent shape). None with ``mask_history``, whose mask selects positions."""
+        return None if self.mask_history else self._example
+
+    def _example(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states = model.sequence_states(batch)[0]  # [L, d]
+        targets = batch.targets[0]
+        has = targets >= 0
+        if self.keep is None or self.position is None:
+            logits = model.similarity(states, model.item_table()).float()
+            column = targets.clamp(min=0)
+        else:
+            logits = model.similarity(states, model.item_table(self.keep.to(states.device))).float()
+            column = torch.where(has, self.position.to(targets.device)[targets.clamp(min=0)], 0)
+        per_position = F.cross_entropy(logits, column, reduction="none")
+        return (per_position * has).sum() / has.sum().clamp(min=1)
+
 
 class _Sampler:
     """Negative items drawn from ``probs`` (default uniform over the items seen in training)."""
@@ -172,6 +192,7 @@ class InBatchSoftmax:
     """
 
     name = "inbatch"
+    mixes_examples = True  # a user's loss depends on the batch's other users (private training refuses it)
 
     def __init__(self, seq_weight: float = 0.0, item_drop: float = 0.2, mask_history: bool = False):
         if seq_weight < 0 or not 0 <= item_drop < 1:

@@ -30,6 +30,7 @@ from torch import nn
 
 from lmrec.errors import ArtifactError, ConfigError, LmrecError
 from lmrec.progress import logger, progress_bar, report
+from lmrec.train.private import PrivacyConfig, PrivateTraining
 from lmrec.train.tracking import metric_key, mlflow_client, tensorboard_writer
 
 CHECKPOINT = "checkpoint.pt"
@@ -61,6 +62,8 @@ class TrainConfig(BaseModel):
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     amp: bool = Field(True, description="mixed precision on CUDA (bfloat16 where supported)")
     loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="DP-SGD: privacy.epsilon=E "
+                                   "(privacy.delta=D) or privacy.noise_multiplier=S (lmrec.train.private)")
 
 
 class BatchSource(Protocol):
@@ -82,6 +85,7 @@ class TrainResult:
     seconds: float  # wall time including validation
     seconds_to_best: float  # wall time until the best validation result
     history: list[dict[str, Any]] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # the DP guarantee of a private run (PrivateTraining.record)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -163,13 +167,21 @@ class Trainer:
         optimizer = self._optimizer(module)
         steps_per_epoch = data.steps_per_epoch
         scheduler = self._schedule(optimizer, c.epochs * steps_per_epoch)
-        use_scaler = self.device.type == "cuda" and c.amp and not torch.cuda.is_bf16_supported()
+        private = c.privacy.enabled
+        # DP-SGD computes per-user gradients in full precision: no mixed precision, no loss scaling
+        use_scaler = self.device.type == "cuda" and c.amp and not torch.cuda.is_bf16_supported() and not private
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         state = _LoopState()
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if (self.run_dir / CHECKPOINT).exists():
                 state = self._resume(module, optimizer, scheduler, scaler)
+        dp: PrivateTraining | None = None
+        if private:
+            dp = PrivateTraining(c.privacy, data, loss, c.epochs * steps_per_epoch, steps_done=state.step,
+                                 noise_multiplier=state.noise_multiplier)
+            state.noise_multiplier = dp.noise_multiplier
+            optimizer = dp.wrap(optimizer)
         loggers = _Loggers(list(c.loggers), self.run_dir)
         bar = progress_bar("train", total=c.epochs * steps_per_epoch, unit="step")
         bar.update(state.step)
@@ -180,32 +192,42 @@ class Trainer:
                 epoch_started = time.perf_counter()
                 for batch in islice(data.epoch(state.epoch), state.step_in_epoch, None):
                     batch = batch.to(self.device)
-                    with self._autocast():
-                        value = loss(module, batch)
-                    if not torch.isfinite(value):
-                        kept = (f"the last good checkpoint (step {state.checkpoint_step}) is kept in {self.run_dir}"
-                                if state.checkpoint_step is not None else "no checkpoint was written")
-                        raise TrainingError(f"training stopped: the loss became {value.item()} at epoch "
-                                            f"{state.epoch + 1}, step {state.step + 1}; {kept}. Try a lower "
-                                            f"learning rate (lr={c.lr}) or gradient clipping (clip_norm)")
+                    if dp is not None and not dp.budget_left():
+                        logger.info("privacy budget spent after %d steps: training stops", state.step)
+                        state.stopped = True
+                        break
                     optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(value).backward()
-                    if c.clip_norm is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(module.parameters(), c.clip_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
+                    if dp is not None:
+                        # per-user gradients; the DPOptimizer clips them, adds the noise and averages
+                        value = dp.backward(module, batch)
+                        self._check_finite(value, state)
+                        optimizer.step()
+                        dp.stepped()
+                    else:
+                        with self._autocast():
+                            loss_value = loss(module, batch)
+                        value = float(loss_value.detach())
+                        self._check_finite(value, state)
+                        scaler.scale(loss_value).backward()
+                        if c.clip_norm is not None:
+                            scaler.unscale_(optimizer)
+                            nn.utils.clip_grad_norm_(module.parameters(), c.clip_norm)
+                        scaler.step(optimizer)
+                        scaler.update()
                     scheduler.step()
                     state.step += 1
                     state.step_in_epoch += 1
-                    state.loss_sum += float(value.detach())
-                    state.loss_count += 1
+                    if value is not None:  # None: a private step nobody was sampled into
+                        state.loss_sum += value
+                        state.loss_count += 1
                     bar.update(1)
-                    bar.set_postfix(loss=f"{value.item():.4f}", **{c.monitor: _fmt(state.last_metric)})
+                    bar.set_postfix(loss=_fmt(value), **{c.monitor: _fmt(state.last_metric)})
                     if c.checkpoint_every and state.step % c.checkpoint_every == 0:
                         state.seconds = time.perf_counter() - clock
                         self._checkpoint(module, optimizer, scheduler, scaler, state)
                 state.train_seconds += time.perf_counter() - epoch_started
+                if state.stopped:  # the privacy budget ran out inside the epoch
+                    break
                 state.epoch += 1
                 state.step_in_epoch = 0
                 record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
@@ -232,7 +254,16 @@ class Trainer:
         return TrainResult(state.best_metric, state.best_epoch or state.epoch, state.epoch, state.step,
                            state.train_seconds, time.perf_counter() - clock,
                            state.seconds_to_best if state.best_state is not None else time.perf_counter() - clock,
-                           state.history)
+                           state.history, dp.record() if dp is not None else None)
+
+    def _check_finite(self, value: float | None, state: _LoopState) -> None:
+        if value is None or math.isfinite(value):
+            return
+        kept = (f"the last good checkpoint (step {state.checkpoint_step}) is kept in {self.run_dir}"
+                if state.checkpoint_step is not None else "no checkpoint was written")
+        raise TrainingError(f"training stopped: the loss became {value} at epoch {state.epoch + 1}, step "
+                            f"{state.step + 1}; {kept}. Try a lower learning rate (lr={self.config.lr}) or "
+                            "gradient clipping (clip_norm)")
 
     def _validate(self, module: nn.Module, validate: Callable[[], dict[str, float]], state: _LoopState,
                   record: dict[str, Any], clock: float) -> None:
@@ -318,6 +349,7 @@ class _LoopState:
     train_seconds: float = 0.0
     seconds_to_best: float = 0.0
     checkpoint_step: int | None = None
+    noise_multiplier: float | None = None  # DP-SGD's, fixed when the run starts (kept for resume)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
