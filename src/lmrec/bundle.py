@@ -208,6 +208,8 @@ def write_bundle(out: str | Path, model: Model, prepared: Prepared, config: dict
                 "data_files": folder_checksums(tmp / DATA_DIR)}
         if store is not None:
             meta["store"] = store
+        if getattr(model, "privacy_", None) is not None:  # trained with DP-SGD: the guarantee travels with it
+            meta["privacy"] = model.privacy_
         (tmp / METRICS_JSON).write_text(json.dumps(metrics, indent=2))
         if test is not None:
             per_user_frame([test]).to_parquet(tmp / PER_USER_PARQUET, index=False)

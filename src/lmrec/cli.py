@@ -211,9 +211,15 @@ def train(
     fingerprints, config, validation curve and test metrics."""
     config = validate(PrepareConfig, {"dataset": dataset, "split": split})
     run = pipeline.train(config, model, parse_options(set_), out_dir, _cutoffs(ks), data_dir)
+    if run.result is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     means = run.result.means()
     out.print(f"{model} on {dataset}: fitted in {run.fit_seconds:.1f} s; test " +
               "  ".join(f"{m} {means[m]:.4f}" for m in means if m.split("@")[0] in ("recall", "ndcg")))
+    privacy = getattr(run.model, "privacy_", None)
+    if privacy is not None:
+        out.print(f"differentially private (user level): epsilon {privacy['epsilon']:.3g}, delta "
+                  f"{privacy['delta']:.3g} ({privacy['accountant']} accountant, {privacy['steps']} steps)")
     out.print(f"bundle: {run.path}")
 
 

@@ -32,6 +32,7 @@ from lmrec.retrieval import KINDS as RETRIEVAL_KINDS
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
 from lmrec.text.texts import default_template, item_vectors
+from lmrec.train import distributed
 from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "demo_bundle", "demo_serve", "download_dataset",
@@ -218,7 +219,7 @@ class TrainRun:
 
     path: Path
     model: Any
-    result: EvalResult
+    result: EvalResult | None  # None in the processes of a torchrun job other than rank 0 (which writes)
     fit_seconds: float
 
 
@@ -234,6 +235,8 @@ def train(config: PrepareConfig | str, model: str, params: dict[str, Any] | None
     started = time.perf_counter()
     recommender.fit(prepared.split.train, prepared.items, validation=validation)
     fit_seconds = time.perf_counter() - started
+    if not distributed.is_main():  # torchrun: rank 0 tests the model and writes the bundle
+        return TrainRun(Path(out), recommender, None, fit_seconds)
     report("fitted %s in %.1f s", model, fit_seconds)
     result = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items)).evaluate(
         recommender, name=model)
@@ -400,11 +403,15 @@ def tune(config: PrepareConfig | str, model: str, trials: int = 20, out: str | P
     from lmrec.tuning import importances, plot_history, search
 
     _check_ks(ks)
+    if distributed.world().size > 1:
+        raise ConfigError("lmrec tune runs in one process (its trials may run in parallel: --jobs); start it "
+                          "without torchrun")
     prepared = prepare(config, data_dir=data_dir)
     folder = inside(Path(study_dir), f"{prepared.name}-{prepared.split.name}-{model}")
     found = search(prepared, model, trials, folder / "study.db", metric, fixed, space, sampler, pruner,  # type: ignore[arg-type]
                    timeout, jobs, track=track)
     run = train(prepared.config, model, found.best_params, out, ks, data_dir)
+    assert run.result is not None  # one process (checked above)
     summary = {"dataset": prepared.name, "split": prepared.split.name, "model": model, "metric": metric,
                "sampler": sampler, "trials": len(found.trials), "search_seconds": round(found.seconds, 1),
                "best_valid": found.best_value, "best_params": found.best_params, "importances": importances(found),

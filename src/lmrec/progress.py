@@ -35,9 +35,10 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: s
     return iter(tqdm(iterable, desc=desc, total=total, unit=unit, disable=not progress_enabled(), leave=False))
 
 
-def progress_bar(desc: str, total: int | None, unit: str = "B") -> tqdm:
-    """A manually updated bar, e.g. for downloads (``unit="B"`` scales to kB/MB)."""
+def progress_bar(desc: str, total: int | None, unit: str = "B", enabled: bool = True) -> tqdm:
+    """A manually updated bar, e.g. for downloads (``unit="B"`` scales to kB/MB); ``enabled=False`` hides it
+    (e.g. in the processes of a distributed run other than rank 0)."""
     return tqdm(
         desc=desc, total=total, unit=unit, unit_scale=True, unit_divisor=1024,
-        disable=not progress_enabled(), leave=False,
+        disable=not (enabled and progress_enabled()), leave=False,
     )

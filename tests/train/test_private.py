@@ -12,7 +12,7 @@ from lmrec.config import parse_options, parse_sets
 from lmrec.data import IdMap, Interactions
 from lmrec.data.batching import SequenceBatch, SequenceWindows, UserSampledWindows
 from lmrec.errors import ConfigError
-from lmrec.nn.losses import FullSoftmaxCE, InBatchSoftmax
+from lmrec.nn.losses import FullSoftmaxCE, InBatchSoftmax, SampledSoftmax
 from lmrec.registry import create, load_model
 from lmrec.train import TrainConfig, Trainer
 from lmrec.train.private import PrivacyConfig, loop_example_grads, vmap_example_grads
@@ -73,6 +73,13 @@ def test_one_example_loss_is_the_batch_loss_of_that_row():
         row = SequenceBatch(batch.tokens[i:i + 1], batch.targets[i:i + 1], batch.users[i:i + 1])
         torch.testing.assert_close(loss.example(model, row), loss(model, row))
     assert FullSoftmaxCE(mask_history=True).example is None  # its mask selects positions: the loop path
+    sampled = SampledSoftmax(N_ITEMS, negatives=5)
+    for i in range(len(batch)):
+        row = SequenceBatch(batch.tokens[i:i + 1], batch.targets[i:i + 1], batch.users[i:i + 1])
+        torch.manual_seed(i)
+        expected = sampled(model, row)
+        torch.manual_seed(i)  # the same negatives
+        torch.testing.assert_close(sampled.example(model, row), expected)
 
 
 # --- user-level sampling ------------------------------------------------------------------------------------
@@ -185,6 +192,24 @@ def test_sequence_models_train_privately_and_keep_the_guarantee_when_saved(tmp_p
     assert json.loads((tmp_path / "m" / "model.json").read_text())["learned"]["privacy_"]["epsilon"] <= 8.0
 
 
+def test_a_private_sampled_softmax_draws_negatives_uniformly_over_training_items():
+    inter = interactions()
+    model = create("sasrec", dim=16, layers=1, heads=2, max_len=4, epochs=1, loss="sampled_softmax", negatives=5,
+                   privacy={"noise_multiplier": 1.0})
+    seen = []
+    original = SampledSoftmax.__init__
+
+    def spy(self, n_items, negatives=256, probs=None):
+        seen.append(np.asarray(probs))
+        original(self, n_items, negatives, probs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SampledSoftmax, "__init__", spy)
+        model.fit(inter)
+    counts = np.bincount(inter.item, minlength=N_ITEMS)
+    assert len(set(counts)) > 1 and np.array_equal(seen[0], (counts > 0).astype(float))
+
+
 def test_refusals():
     with pytest.raises(ConfigError, match="not both"):
         create("sasrec", privacy={"epsilon": 1.0, "noise_multiplier": 1.0})
@@ -193,8 +218,6 @@ def test_refusals():
     small = dict(dim=16, layers=1, heads=2, max_len=4, epochs=1)
     with pytest.raises(ConfigError, match="not below 1 / number of users"):
         create("sasrec", **small, privacy={"epsilon": 1.0, "delta": 0.1}).fit(interactions())
-    with pytest.raises(ConfigError, match="sampled_softmax"):
-        create("sasrec", **small, loss="sampled_softmax", privacy={"epsilon": 1.0}).fit(interactions())
     with pytest.raises(ConfigError, match="per-user clipping cannot bound"):
         Trainer(TrainConfig(privacy=PrivacyConfig(epsilon=1.0))).fit(net(), InBatchSoftmax(), user_sampled())
     with pytest.raises(ConfigError, match="sample users"):

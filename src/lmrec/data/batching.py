@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,14 @@ class SequenceBatch:
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+
+def take_rows(batch: Any, index: int | slice | torch.Tensor) -> Any:
+    """Rows of a batch dataclass whose fields are all tensors with the batch dimension first (one user's
+    example for private training, one process's share in distributed training)."""
+    if not is_dataclass(batch) or not all(isinstance(getattr(batch, f.name), torch.Tensor) for f in fields(batch)):
+        raise ConfigError(f"{type(batch).__name__} is not a batch of tensors with one row per example")
+    return type(batch)(**{f.name: getattr(batch, f.name)[index] for f in fields(batch)})
 
 
 def _left_pad(rows: Sequence[np.ndarray], length: int, fill: int) -> np.ndarray:

@@ -140,9 +140,6 @@ class SequentialRecommender(Recommender):
     def _fit_network(self, train: Interactions, items: ItemTable | None, validation: Any) -> None:
         c = self.config
         private = c.privacy.enabled
-        if private and c.loss == "sampled_softmax":
-            raise ConfigError("loss=sampled_softmax draws negatives by exact item counts, which private training "
-                              "would publish; use loss=ce (or bpr / bce) with privacy")
         counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
         # Users without history get popularity scores; a private model keeps only which items occur (the
         # catalogue, treated as public), since exact counts are not covered by its guarantee.
@@ -165,8 +162,9 @@ class SequentialRecommender(Recommender):
         windows = SequenceWindows(train.sequences(), c.max_len, c.batch_size, c.windows, c.seed)
         data = self._training_batches(UserSampledWindows(windows, c.batch_size, c.seed) if private else windows)
         # sampled softmax draws by popularity (its logQ term corrects for it); BPR / BCE uniformly over
-        # the items seen in training
-        probs = counts if c.loss == "sampled_softmax" else (counts > 0).astype(np.float64)
+        # the items seen in training, and so does a private model's sampled softmax (popularity-weighted
+        # draws would publish exact counts)
+        probs = counts if c.loss == "sampled_softmax" and not private else (counts > 0).astype(np.float64)
         loss = make_loss(c.loss, train.n_items, c.negatives, probs, c.mask_history)
 
         def validate() -> dict[str, float]:

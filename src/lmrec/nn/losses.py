@@ -147,6 +147,26 @@ class SampledSoftmax(_Sampler):
         logits = torch.cat([pos_logit, neg_logit], dim=1).float()
         return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=states.device))
 
+    @property
+    def example(self) -> Any:
+        """The loss of a one-row batch in a form ``torch.func.vmap`` can batch (as ``FullSoftmaxCE.example``);
+        under ``vmap(randomness="different")`` every example draws its own negatives."""
+        return self._example
+
+    def _example(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states = model.sequence_states(batch)[0]  # [L, d]
+        targets = batch.targets[0]
+        has = targets >= 0
+        target = torch.where(has, targets, torch.argmax(self.probs).to(targets.device))  # padding: any drawable item
+        neg = self.draw((self.negatives,), states.device)
+        log_q = torch.log(self.probs.to(states.device))
+        pos_logit = (model.pair_similarity(states, model.item_table(target)) - log_q[target])[:, None]
+        neg_logit = model.similarity(states, model.item_table(neg)) - log_q[neg][None, :]
+        neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1).float()
+        per_position = F.cross_entropy(logits, torch.zeros_like(target), reduction="none")
+        return (per_position * has).sum() / has.sum().clamp(min=1)
+
 
 class BPRLoss(_Sampler):
     """``-log sigmoid(s(target) - s(negative))`` with one sampled negative per position."""

@@ -20,14 +20,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from lmrec.data.batching import UserSampling
+from lmrec.data.batching import UserSampling, take_rows
 from lmrec.errors import ConfigError
 from lmrec.progress import logger
 
@@ -174,20 +174,14 @@ class PrivateTraining:
         return loop_example_grads(module, self.loss, batch, params)
 
 
-def batch_rows(batch: Any, index: int | slice) -> Any:
-    """Rows of a batch dataclass whose fields are all tensors with the batch dimension first."""
-    return type(batch)(**{f.name: getattr(batch, f.name)[index] for f in fields(batch)})
-
-
 def loop_example_grads(module: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor], batch: Any,
                        params: dict[str, nn.Parameter]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Each example's gradient by its own backward pass (any loss and model; exact)."""
-    _check_batch(batch)
     names, tensors = list(params), list(params.values())
     grads: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     losses = []
     for i in range(len(batch)):
-        value = loss(module, batch_rows(batch, slice(i, i + 1)))
+        value = loss(module, take_rows(batch, slice(i, i + 1)))
         got = torch.autograd.grad(value, tensors, allow_unused=True)
         for n, p, g in zip(names, tensors, got):
             grads[n].append(torch.zeros_like(p) if g is None else g)
@@ -213,7 +207,7 @@ def vmap_example_grads(module: nn.Module, example: Callable[[nn.Module, Any], to
     """All examples' gradients at once: ``vmap(grad(loss of one example))``, dropout drawn per example."""
     from torch.func import functional_call, grad_and_value, vmap
 
-    _check_batch(batch)
+    take_rows(batch, slice(0, 1))  # checks that it is a batch of tensors
     wrapper = _ExampleLoss(module, example, type(batch))
     trainable = {f"net.{n}": p.detach() for n, p in params.items()}
 
@@ -226,8 +220,3 @@ def vmap_example_grads(module: nn.Module, example: Callable[[nn.Module, Any], to
         grads, losses = vmap(grad_and_value(one), in_dims=(None, *[0] * len(tensors)),
                              randomness="different")(trainable, *tensors)
     return {n: grads[f"net.{n}"] for n in params}, losses
-
-
-def _check_batch(batch: Any) -> None:
-    if not is_dataclass(batch) or not all(isinstance(getattr(batch, f.name), torch.Tensor) for f in fields(batch)):
-        raise ConfigError("private training needs batches whose fields are tensors with one row per example")

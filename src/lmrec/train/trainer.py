@@ -30,6 +30,7 @@ from torch import nn
 
 from lmrec.errors import ArtifactError, ConfigError, LmrecError
 from lmrec.progress import logger, progress_bar, report
+from lmrec.train import distributed
 from lmrec.train.private import PrivacyConfig, PrivateTraining
 from lmrec.train.tracking import metric_key, mlflow_client, tensorboard_writer
 
@@ -121,6 +122,7 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.run_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+        self._writes = True  # False in the processes of a distributed run other than rank 0
 
     # ------------------------------------------------------------------------------------------ pieces
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
@@ -163,6 +165,11 @@ class Trainer:
             validate: Callable[[], dict[str, float]] | None = None) -> TrainResult:
         c = self.config
         seed_everything(c.seed)
+        self.device = distributed.device_for(self.device)
+        here = distributed.setup(self.device)  # one process unless started by torchrun
+        if here.size > 1 and c.privacy.enabled:
+            raise ConfigError("private training runs in one process: per-user sampling and accounting are not "
+                              "split across torchrun processes")
         module.to(self.device)
         optimizer = self._optimizer(module)
         steps_per_epoch = data.steps_per_epoch
@@ -182,8 +189,11 @@ class Trainer:
                                  noise_multiplier=state.noise_multiplier)
             state.noise_multiplier = dp.noise_multiplier
             optimizer = dp.wrap(optimizer)
-        loggers = _Loggers(list(c.loggers), self.run_dir)
-        bar = progress_bar("train", total=c.epochs * steps_per_epoch, unit="step")
+        if here.size > 1:  # after resuming: DDP starts every process from rank 0's weights
+            loss = distributed.data_parallel_loss(module, loss, self.device)
+        self._writes = here.is_main  # checkpoints, logs, validation: rank 0 only
+        loggers = _Loggers(list(c.loggers) if here.is_main else [], self.run_dir)
+        bar = progress_bar("train", total=c.epochs * steps_per_epoch, unit="step", enabled=here.is_main)
         bar.update(state.step)
         clock = time.perf_counter() - state.seconds
         module.train()
@@ -191,6 +201,9 @@ class Trainer:
             while state.epoch < c.epochs and not state.stopped:
                 epoch_started = time.perf_counter()
                 for batch in islice(data.epoch(state.epoch), state.step_in_epoch, None):
+                    if not distributed.shares_every_batch(len(batch)):
+                        state.step_in_epoch += 1
+                        continue
                     batch = batch.to(self.device)
                     if dp is not None and not dp.budget_left():
                         logger.info("privacy budget spent after %d steps: training stops", state.step)
@@ -206,7 +219,7 @@ class Trainer:
                     else:
                         with self._autocast():
                             loss_value = loss(module, batch)
-                        value = float(loss_value.detach())
+                        value = distributed.mean_over_processes(float(loss_value.detach()))
                         self._check_finite(value, state)
                         scaler.scale(loss_value).backward()
                         if c.clip_norm is not None:
@@ -222,7 +235,7 @@ class Trainer:
                         state.loss_count += 1
                     bar.update(1)
                     bar.set_postfix(loss=_fmt(value), **{c.monitor: _fmt(state.last_metric)})
-                    if c.checkpoint_every and state.step % c.checkpoint_every == 0:
+                    if self.run_dir is not None and c.checkpoint_every and state.step % c.checkpoint_every == 0:
                         state.seconds = time.perf_counter() - clock
                         self._checkpoint(module, optimizer, scheduler, scaler, state)
                 state.train_seconds += time.perf_counter() - epoch_started
@@ -237,8 +250,9 @@ class Trainer:
                 if validate is not None and (state.epoch % c.eval_every == 0 or state.epoch == c.epochs):
                     self._validate(module, validate, state, record, clock)
                 record["seconds"] = time.perf_counter() - clock
-                report("epoch %d: loss %.4f, %s %s, %.1f s", state.epoch, record["loss"], c.monitor,
-                       _fmt(record.get("valid", {}).get(c.monitor)), record["seconds"])
+                if here.is_main:
+                    report("epoch %d: loss %.4f, %s %s, %.1f s", state.epoch, record["loss"], c.monitor,
+                           _fmt(record.get("valid", {}).get(c.monitor)), record["seconds"])
                 state.history.append(record)
                 loggers.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", **{c.monitor: _fmt(state.last_metric)})
@@ -268,15 +282,20 @@ class Trainer:
     def _validate(self, module: nn.Module, validate: Callable[[], dict[str, float]], state: _LoopState,
                   record: dict[str, Any], clock: float) -> None:
         c = self.config
-        module.eval()
-        with torch.no_grad():
-            metrics = validate()
-        module.train()
-        if c.monitor not in metrics:
-            raise ConfigError(f"monitor metric {c.monitor!r} is not among the validation metrics "
-                              f"({', '.join(sorted(metrics))})")
-        value = float(metrics[c.monitor])
-        record["valid"] = {k: float(v) for k, v in metrics.items() if k.split("@")[0] in ("recall", "ndcg", "mrr", "hit", "auc", "logloss")}
+        value = None
+        if self._writes:
+            module.eval()
+            with torch.no_grad():
+                metrics = validate()
+            module.train()
+            if c.monitor not in metrics:
+                raise ConfigError(f"monitor metric {c.monitor!r} is not among the validation metrics "
+                                  f"({', '.join(sorted(metrics))})")
+            value = float(metrics[c.monitor])
+            record["valid"] = {k: float(v) for k, v in metrics.items()
+                               if k.split("@")[0] in ("recall", "ndcg", "mrr", "hit", "auc", "logloss")}
+        # the other processes take rank 0's value, so all stop early and keep the best weights together
+        value = distributed.from_main(value)
         state.last_metric = value
         if state.best_metric is None or value > state.best_metric:
             state.best_metric, state.best_epoch, state.bad_evals = value, state.epoch, 0
@@ -294,6 +313,8 @@ class Trainer:
                     state: _LoopState) -> None:
         """Write ``checkpoint.pt`` atomically (temp file + rename) and rewrite ``metrics.jsonl`` to match."""
         assert self.run_dir is not None
+        if not self._writes:
+            return
         state.checkpoint_step = state.step
         payload = {"config": self.config.model_dump(mode="json"), "model": module.state_dict(),
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
