@@ -10,7 +10,8 @@ from opacus.accountants import RDPAccountant
 
 from lmrec.config import parse_options, parse_sets
 from lmrec.data import IdMap, Interactions
-from lmrec.data.batching import SequenceBatch, SequenceWindows, UserSampledWindows
+from lmrec.data.batching import SequenceBatch, SequenceWindows, UserSampledWindows, take_rows
+from lmrec.data.items import ItemTable
 from lmrec.errors import ConfigError
 from lmrec.nn.losses import FullSoftmaxCE, InBatchSoftmax, SampledSoftmax
 from lmrec.registry import create, load_model
@@ -60,6 +61,26 @@ def test_per_user_gradients_by_vmap_equal_the_loop_and_average_to_the_batch_grad
     # the item table is both input and output (tied): rows of items a user never touched still get gradient
     # through the softmax, and the padding row gets none
     assert (by_loop["items.weight"][:, 0] == 0).all() and (by_loop["items.weight"][0, 1:].abs().sum(1) > 0).all()
+
+
+@pytest.mark.parametrize("lm_prior", [False, True])
+def test_textseq_per_user_gradients_by_vmap_equal_the_loop(lm_prior):
+    """TextSeqRec adapts each item present in a batch once (torch.unique, which vmap cannot run); a one-row
+    batch takes another path, so its per-user gradients batch too, and must be the same."""
+    inter = interactions()
+    items = ItemTable(inter.items, {"title": [f"thing {i} of kind {i % 3}" for i in range(N_ITEMS)]})
+    model = create("textseq", encoder="hash:32", dim=16, layers=1, heads=2, max_len=4, lm_prior=lm_prior,
+                   dropout=0.0, adaptor_dropout=0.0)
+    model.inputs_ = model._prepare_inputs(inter, items)
+    net = model._new_net(N_ITEMS, model.inputs_, np.ones(N_ITEMS, dtype=bool)).eval()
+    batch = next(SequenceWindows(inter.sequences(), max_len=4, batch_size=64).epoch(0))
+    params = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    by_vmap, _ = vmap_example_grads(net, FullSoftmaxCE().example, batch, params)
+    by_loop, _ = loop_example_grads(net, FullSoftmaxCE(), batch, params)
+    for name in params:
+        torch.testing.assert_close(by_vmap[name], by_loop[name], rtol=1e-4, atol=1e-6)
+    row = take_rows(batch, slice(0, 1))
+    torch.testing.assert_close(net.sequence_states(row), net.sequence_states(batch)[:1, -row.tokens.shape[1]:])
 
 
 def test_one_example_loss_is_the_batch_loss_of_that_row():

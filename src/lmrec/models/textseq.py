@@ -165,10 +165,14 @@ class TextSeqNet(nn.Module):
         """``[B, L, d]``; with ``text`` (``[B, lm_dim]`` language-model vectors of free text), each row reads
         its text as one more item after its history (``[B, L + 1, d]``): text and items share one space."""
         valid = batch.valid
-        # adapt only the items present in the batch
-        present, inverse = torch.unique(batch.tokens.clamp(min=1) - 1, return_inverse=True)
-        x = self.adapted(present)[inverse] * valid.unsqueeze(-1)
-        lm = self.lm[present][inverse] if self.prior is not None else None
+        items = batch.tokens.clamp(min=1) - 1
+        if len(items) == 1:  # one row (e.g. per-user gradients under torch.func.vmap, where unique cannot run)
+            x = self.adapted(items[0]).unsqueeze(0) * valid.unsqueeze(-1)
+            lm = self.lm[items] if self.prior is not None else None
+        else:  # adapt each item present in the batch once
+            present, inverse = torch.unique(items, return_inverse=True)
+            x = self.adapted(present)[inverse] * valid.unsqueeze(-1)
+            lm = self.lm[present][inverse] if self.prior is not None else None
         if text is not None:
             x = torch.cat([x, self.adaptor(text).unsqueeze(1)], dim=1)
             valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
