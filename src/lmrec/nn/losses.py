@@ -139,13 +139,17 @@ class SampledSoftmax(_Sampler):
 
     def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
         states, targets = _targeted(model, batch)
+        logits = self._logits(model, states, targets)
+        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=states.device))
+
+    def _logits(self, model: SequenceScorer, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``[N, 1 + negatives]``: each position's target first, then the negatives drawn for this call."""
         neg = self.draw((self.negatives,), states.device)
         log_q = torch.log(self.probs.to(states.device))
         pos_logit = (model.pair_similarity(states, model.item_table(targets)) - log_q[targets])[:, None]
         neg_logit = model.similarity(states, model.item_table(neg)) - log_q[neg][None, :]
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
-        logits = torch.cat([pos_logit, neg_logit], dim=1).float()
-        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=states.device))
+        return torch.cat([pos_logit, neg_logit], dim=1).float()
 
     @property
     def example(self) -> Any:
@@ -158,13 +162,7 @@ class SampledSoftmax(_Sampler):
         targets = batch.targets[0]
         has = targets >= 0
         target = torch.where(has, targets, torch.argmax(self.probs).to(targets.device))  # padding: any drawable item
-        neg = self.draw((self.negatives,), states.device)
-        log_q = torch.log(self.probs.to(states.device))
-        pos_logit = (model.pair_similarity(states, model.item_table(target)) - log_q[target])[:, None]
-        neg_logit = model.similarity(states, model.item_table(neg)) - log_q[neg][None, :]
-        neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))
-        logits = torch.cat([pos_logit, neg_logit], dim=1).float()
-        per_position = F.cross_entropy(logits, torch.zeros_like(target), reduction="none")
+        per_position = F.cross_entropy(self._logits(model, states, target), torch.zeros_like(target), reduction="none")
         return (per_position * has).sum() / has.sum().clamp(min=1)
 
 
