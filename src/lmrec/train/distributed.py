@@ -107,10 +107,11 @@ def data_parallel_loss(module: nn.Module, loss: Callable[[nn.Module, Any], torch
     return step
 
 
-def shares_every_batch(n_rows: int) -> bool:
-    """False for a batch too small to give every process a row (the epoch's last, at most): it is skipped
-    in a distributed run, since a process with no rows has no loss to average."""
-    return n_rows >= world().size
+def too_small(batch: Any, here: World) -> bool:
+    """True for a batch too small to give every process a row (the epoch's last, at most): it is skipped
+    in a distributed run, since a process with no rows has no loss to average. Never in one process (whose
+    batches need not have a length)."""
+    return here.size > 1 and len(batch) < here.size
 
 
 def mean_over_processes(value: float) -> float:

@@ -201,7 +201,7 @@ class Trainer:
             while state.epoch < c.epochs and not state.stopped:
                 epoch_started = time.perf_counter()
                 for batch in islice(data.epoch(state.epoch), state.step_in_epoch, None):
-                    if not distributed.shares_every_batch(len(batch)):
+                    if distributed.too_small(batch, here):
                         state.step_in_epoch += 1
                         continue
                     batch = batch.to(self.device)
