@@ -77,14 +77,17 @@ class FullSoftmaxCE:
             position[candidates] = np.arange(int(candidates.sum()))
             self.position = torch.as_tensor(position)
 
-    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
-        states, targets = _targeted(model, batch)
+    def _logits(self, model: SequenceScorer, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits over the candidate columns and ``column_of`` ``[n_items]`` (an item's column, -1 for none)."""
         if self.keep is None or self.position is None:
             logits = model.similarity(states, model.item_table()).float()
-            column_of = torch.arange(logits.shape[1], device=targets.device)
-        else:
-            logits = model.similarity(states, model.item_table(self.keep.to(states.device))).float()
-            column_of = self.position.to(targets.device)
+            return logits, torch.arange(logits.shape[1], device=states.device)
+        logits = model.similarity(states, model.item_table(self.keep.to(states.device))).float()
+        return logits, self.position.to(states.device)
+
+    def __call__(self, model: SequenceScorer, batch: SequenceBatch) -> torch.Tensor:
+        states, targets = _targeted(model, batch)
+        logits, column_of = self._logits(model, states)
         if self.mask_history:
             logits = logits.masked_fill(history_mask(batch, column_of), float("-inf"))
         return F.cross_entropy(logits, column_of[targets])  # targets are training items
@@ -100,12 +103,8 @@ class FullSoftmaxCE:
         states = model.sequence_states(batch)[0]  # [L, d]
         targets = batch.targets[0]
         has = targets >= 0
-        if self.keep is None or self.position is None:
-            logits = model.similarity(states, model.item_table()).float()
-            column = targets.clamp(min=0)
-        else:
-            logits = model.similarity(states, model.item_table(self.keep.to(states.device))).float()
-            column = torch.where(has, self.position.to(targets.device)[targets.clamp(min=0)], 0)
+        logits, column_of = self._logits(model, states)
+        column = torch.where(has, column_of[targets.clamp(min=0)], 0)  # padding: any valid column, weight 0
         per_position = F.cross_entropy(logits, column, reduction="none")
         return (per_position * has).sum() / has.sum().clamp(min=1)
 
