@@ -17,7 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from lmrec import __version__, pipeline, runs
 from lmrec.config import parse_options, parse_sets, validate
-from lmrec.data import PrepareConfig, Prepared
+from lmrec.data import PrepareConfig
 from lmrec.errors import ConfigError, LmrecError, one_line
 
 app = typer.Typer(
@@ -106,6 +106,10 @@ def datasets_prepare(
     drop_items_without_text: bool = typer.Option(False, help="Drop events on items with no text."),
     compact: bool = typer.Option(False, help="Renumber to the users/items left after filtering."),
     force: bool = typer.Option(False, help="Prepare again even if an identical preparation exists."),
+    engine: str = typer.Option("memory", help="memory | duckdb: duckdb prepares a log larger than RAM out of core "
+                               "(your own logs; loo and temporal splits); both write the same result."),
+    memory_limit: Optional[str] = typer.Option(None, help="With --engine duckdb: cap on its memory, e.g. 2GB "
+                                               "(default: 80% of RAM); past it, work spills to disk."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Preprocess and split a dataset once; later runs reload the Parquet + JSON result."""
@@ -114,8 +118,9 @@ def datasets_prepare(
         min_rating=min_rating, positives_only=positives_only, dedup=dedup, k_core=k_core,
         drop_items_without_text=drop_items_without_text, compact=compact,
     ))
-    prepared = pipeline.prepare_dataset(config, data_dir, force=force)
-    _print_prepared(prepared)
+    path = pipeline.prepare_dataset_on_disk(config, data_dir, force=force, engine=engine,  # type: ignore[arg-type]
+                                            memory_limit=memory_limit)
+    _print_prepared(pipeline.prepared_summary(path))
 
 
 @datasets_app.command("download")
@@ -142,7 +147,7 @@ def demo(data_dir: Optional[Path] = DataDir,
         return
     prepared, run, answers = pipeline.demo(data_dir, runs_dir=runs_dir)
     out.print("[bold]lmrec demo[/]: MovieLens-100K, leave-one-out split")
-    _print_prepared(prepared)
+    _print_prepared(pipeline.prepared_summary(prepared.path))
     _print_leaderboard(run)
     out.print(f"\nfree-text query {pipeline.DEMO_QUERY!r} (MiniLM, `lmrec recommend`):")
     for n, r in enumerate(answers, 1):
@@ -599,15 +604,16 @@ def _print_stats(s: dict[str, Any]) -> None:
         out.print(f"positive labels: {s['positive_share']:.2%}")
 
 
-def _print_prepared(p: Prepared) -> None:
-    _print_stats(p.stats["dataset"])
-    table = Table("part", "interactions", "users", "items", title=f"split {p.split.name!r}")
-    for part, c in p.stats["split"].items():
+def _print_prepared(summary: dict[str, Any]) -> None:
+    stats = summary["stats"]
+    _print_stats(stats["dataset"])
+    table = Table("part", "interactions", "users", "items", title=f"split {summary['split_name']!r}")
+    for part, c in stats["split"].items():
         table.add_row(part, f"{c['interactions']:,}", f"{c['users']:,}", f"{c['items']:,}")
     out.print(table)
-    out.print(f"cold-start test items: {p.stats['cold_test_items']:,}  cold-start test users: "
-              f"{p.stats['cold_test_users']:,}")
-    out.print(f"stored at {p.path}")
+    out.print(f"cold-start test items: {stats['cold_test_items']:,}  cold-start test users: "
+              f"{stats['cold_test_users']:,}")
+    out.print(f"stored at {summary['path']}")
 
 
 # Library errors name settings; on the command line, say which flag sets them.

@@ -17,6 +17,7 @@ import torch
 from lmrec.bundle import Bundle, Recommendation, write_bundle
 from lmrec.data import PrepareConfig, Prepared, get_spec, list_datasets, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
+from lmrec.data.prepared import Engine, prepare_on_disk, prepared_summary
 from lmrec.data.stats import interaction_stats
 from lmrec.errors import ConfigError, DataError, DatasetNotFound, LmrecError
 from lmrec.eval import EvalResult, Evaluator
@@ -37,14 +38,23 @@ from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "demo_bundle", "demo_serve", "download_dataset",
            "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
+           "prepare_dataset_on_disk", "prepared_summary",
            "explain_from_bundle", "online_report", "tune", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
 DEMO_DATASET = "movielens-100k"
 
 
-def prepare_dataset(config: PrepareConfig | str, data_dir: str | Path | None = None, force: bool = False) -> Prepared:
+def prepare_dataset(config: PrepareConfig | str, data_dir: str | Path | None = None, force: bool = False,
+                    engine: Engine = "memory", memory_limit: str | None = None) -> Prepared:
     """Prepare (or reload from the cache) a dataset split; see ``PrepareConfig`` for the options."""
-    return prepare(config, data_dir=data_dir, force=force)
+    return prepare(config, data_dir=data_dir, force=force, engine=engine, memory_limit=memory_limit)
+
+
+def prepare_dataset_on_disk(config: PrepareConfig | str, data_dir: str | Path | None = None, force: bool = False,
+                            engine: Engine = "memory", memory_limit: str | None = None) -> Path:
+    """As ``prepare_dataset``, returning the prepared folder without loading its rows (``prepared_summary``
+    reads what it says of itself)."""
+    return prepare_on_disk(config, data_dir=data_dir, force=force, engine=engine, memory_limit=memory_limit)
 
 
 def dataset_info(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:

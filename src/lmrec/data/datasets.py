@@ -54,6 +54,7 @@ class DatasetSpec:
     optional_files: tuple[str, ...] = ()
     download: Download | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    generic: UserDatasetConfig | None = None  # a user's own log: what the out-of-core engine reads
 
 
 def _arts_office(folder: Path) -> Dataset:
@@ -169,7 +170,7 @@ def _user_spec(name: str, folder: Path) -> DatasetSpec:
         name, cfg.description, name, files,
         lambda f: read_generic(f / cfg.interactions, cfg.columns, f / cfg.items if cfg.items else None,
                                cfg.item_columns, name=name, sep=cfg.sep, encoding=cfg.encoding),
-        how_to_get=f"edit {path}", default_split=cfg.default_split,
+        how_to_get=f"edit {path}", default_split=cfg.default_split, generic=cfg,
     )
 
 

@@ -21,13 +21,15 @@ from pydantic import BaseModel, ConfigDict
 from lmrec import __version__
 from lmrec.data import preprocess
 from lmrec.data.dataset import Dataset
-from lmrec.data.datasets import get_spec, load_dataset, source_files
+from lmrec.data.datasets import DatasetSpec, get_spec, load_dataset, locate, source_files
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
 from lmrec.data.items import ItemTable, UserTable
+from lmrec.data.outofcore import prepare_out_of_core
 from lmrec.data.split import (
     PARTS,
     Split,
+    SplitMeta,
     cold_start_items,
     cold_start_users,
     leave_one_out,
@@ -125,11 +127,36 @@ class Prepared:
                    item_table, user_table, stats, path)
 
 
+Engine = Literal["memory", "duckdb"]
+
+
 def prepare(
     config: PrepareConfig | str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-    force: bool = False,
+    force: bool = False, engine: Engine = "memory", memory_limit: str | None = None,
 ) -> Prepared:
-    """Prepare (or reload) a dataset split. Returns at once when an identical preparation exists."""
+    """Prepare (or reload) a dataset split. Returns at once when an identical preparation exists.
+
+    ``engine="duckdb"`` prepares a user's own log out of core (see ``lmrec.data.outofcore``); both engines
+    write the same prepared dataset, so either one's result is reused by the other.
+    """
+    path, prepared = _prepare(config, data_dir, cache_dir, force, engine, memory_limit)
+    return prepared if prepared is not None else Prepared.load(path)
+
+
+def prepare_on_disk(
+    config: PrepareConfig | str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+    force: bool = False, engine: Engine = "duckdb", memory_limit: str | None = None,
+) -> Path:
+    """As ``prepare``, but return the prepared folder without loading it (for logs larger than memory)."""
+    return _prepare(config, data_dir, cache_dir, force, engine, memory_limit)[0]
+
+
+def _prepare(
+    config: PrepareConfig | str, data_dir: str | Path | None, cache_dir: str | Path | None, force: bool,
+    engine: Engine, memory_limit: str | None,
+) -> tuple[Path, Prepared | None]:
+    if engine not in ("memory", "duckdb"):
+        raise ConfigError(f"engine: {engine!r} is not one of memory, duckdb")
     if isinstance(config, str):
         config = PrepareConfig(dataset=config)
     spec = get_spec(config.dataset, data_dir)
@@ -142,11 +169,14 @@ def prepare(
     if not force and (out / "meta.json").is_file():
         try:
             if json.loads((out / "meta.json").read_text()).get("key") == key:
-                return Prepared.load(out)
+                return out, (Prepared.load(out) if engine == "memory" else None)
         except Exception as exc:  # a truncated Parquet raises pyarrow's own types; the cache is ours to rebuild
             logger.warning("prepared dataset %s is unreadable (%s: %s); preparing it again", out,
                            type(exc).__name__, " ".join(str(exc).split())[:120])
     started = time.perf_counter()
+    if engine == "duckdb":
+        _prepare_out_of_core(spec, config, key, digests, out, data_dir, memory_limit, started)
+        return out, None
     dataset = load_dataset(config.dataset, data_dir)
     split, items, users = build_split(dataset, config)
     split.assert_no_leakage()
@@ -158,7 +188,33 @@ def prepare(
         "prepare_seconds": round(time.perf_counter() - started, 3),
     }
     write_prepared(out, config, key, split, items, users, stats, digests)
-    return Prepared(config.dataset, config, key, split, items, users, stats, out)
+    return out, Prepared(config.dataset, config, key, split, items, users, stats, out)
+
+
+def _prepare_out_of_core(spec: DatasetSpec, config: PrepareConfig, key: str, digests: dict[str, str], out: Path,
+                         data_dir: str | Path | None, memory_limit: str | None, started: float) -> None:
+    user = spec.generic
+    if user is None:
+        raise ConfigError(f"engine: the out-of-core engine reads a user's own log (a data-home folder with "
+                          f"lmrec.yaml); {config.dataset!r} is a built-in dataset that fits in memory: use "
+                          "--engine memory")
+    if config.predefined:
+        raise ConfigError("predefined: names a published split, so it only applies with split 'predefined'")
+    folder = locate(spec, data_dir)
+    with atomic_dir(out) as tmp:
+        items, meta, stats = prepare_out_of_core(
+            folder / user.interactions, user.columns, folder / user.items if user.items else None,
+            user.item_columns, config, tmp, sep=user.sep, encoding=user.encoding, memory_limit=memory_limit,
+            work_dir=out.parent)
+        stats["prepare_seconds"] = round(time.perf_counter() - started, 3)
+        write_tables(tmp, config, key, items, None, stats, digests, meta)
+
+
+def prepared_summary(path: Path) -> dict[str, Any]:
+    """What a prepared folder says of itself without loading its rows: split name, statistics, config."""
+    meta = json.loads((Path(path) / "meta.json").read_text())
+    return {"split_name": meta["split_name"], "stats": json.loads((Path(path) / "stats.json").read_text()),
+            "config": meta["config"], "path": Path(path)}
 
 
 def build_split(dataset: Dataset, config: PrepareConfig) -> tuple[Split, ItemTable, UserTable | None]:
@@ -224,17 +280,22 @@ def write_prepared(out: Path, config: PrepareConfig, key: str, split: Split, ite
                 f["part"] = np.int8(i)
                 frames.append(f)
         pd.concat(frames, ignore_index=True).to_parquet(tmp / "interactions.parquet", index=False)
-        pd.DataFrame({f: items[f] for f in items.fields}).astype(str).to_parquet(tmp / "items.parquet", index=False)
-        if users is not None:
-            pd.DataFrame({f: users[f] for f in users.fields}).astype(str).to_parquet(tmp / "users.parquet", index=False)
-        (tmp / "idmaps.json").write_text(json.dumps({"users": split.train.users.to_list(),
-                                                      "items": split.train.items.to_list()}))
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-        meta = {
-            "dataset": config.dataset, "key": key, "config": config.model_dump(), "format_version": FORMAT_VERSION,
-            "lmrec_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "split_name": split.name, "has_context": split.context is not None, "notes": split.notes,
-            "time_unit": split.train.time_unit, "sources": digests,
-            "items": {"template": items.template, "title_field": items.title_field},
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        write_tables(tmp, config, key, items, users, stats, digests, SplitMeta.of(split))
+
+
+def write_tables(tmp: Path, config: PrepareConfig, key: str, items: ItemTable, users: UserTable | None,
+                 stats: dict[str, Any], digests: dict[str, str], split: SplitMeta) -> None:
+    """Everything of a prepared dataset but ``interactions.parquet`` (whichever engine wrote that)."""
+    pd.DataFrame({f: items[f] for f in items.fields}).astype(str).to_parquet(tmp / "items.parquet", index=False)
+    if users is not None:
+        pd.DataFrame({f: users[f] for f in users.fields}).astype(str).to_parquet(tmp / "users.parquet", index=False)
+    (tmp / "idmaps.json").write_text(json.dumps({"users": split.users.to_list(), "items": split.items.to_list()}))
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+    meta = {
+        "dataset": config.dataset, "key": key, "config": config.model_dump(), "format_version": FORMAT_VERSION,
+        "lmrec_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "split_name": split.name, "has_context": split.has_context, "notes": split.notes,
+        "time_unit": split.time_unit, "sources": digests,
+        "items": {"template": items.template, "title_field": items.title_field},
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
 from lmrec.errors import ConfigError, DataError
 
 PARTS = ("train", "valid", "test", "context")
+TEMPORAL_NEEDS_TIMES = ("a temporal split needs real timestamps; this dataset only has an order "
+                        "(use --split loo, or a dataset with timestamps)")
 
 
 @dataclass
@@ -98,6 +101,23 @@ class Split:
         }
 
 
+@dataclass
+class SplitMeta:
+    """What ``meta.json`` and ``idmaps.json`` say of a split besides its rows."""
+
+    name: str
+    notes: dict[str, str]
+    has_context: bool
+    time_unit: str | None
+    users: IdMap
+    items: IdMap
+
+    @classmethod
+    def of(cls, split: Split) -> SplitMeta:
+        return cls(split.name, split.notes, split.context is not None, split.train.time_unit, split.train.users,
+                   split.train.items)
+
+
 def _event_keys_in(part: Interactions, train: Interactions) -> np.ndarray:
     """Boolean mask over rows of ``part``: True where the same event occurs in ``train``."""
     if len(part) == 0 or len(train) == 0:
@@ -141,12 +161,9 @@ def leave_one_out(inter: Interactions, name: str = "loo") -> Split:
 
 def temporal_split(inter: Interactions, valid_frac: float = 0.1, test_frac: float = 0.1, name: str = "temporal") -> Split:
     """Global time cut: the latest ``test_frac`` of events -> test, the ``valid_frac`` before -> valid."""
-    _check_fracs(valid_frac, test_frac)
+    check_fracs(valid_frac, test_frac)
     if inter.time is None or inter.time_unit != "s":
-        raise ConfigError(
-            "a temporal split needs real timestamps; this dataset only has an order "
-            "(use --split loo, or a dataset with timestamps)"
-        )
+        raise ConfigError(TEMPORAL_NEEDS_TIMES)
     # Cut times chosen so the latest round(test_frac * n) events are test (events tied with the cut
     # time go to the later part, so no event is ever "after" one that lands in an earlier part).
     times = np.sort(inter.time)
@@ -157,7 +174,7 @@ def temporal_split(inter: Interactions, valid_frac: float = 0.1, test_frac: floa
     test = inter.time >= t_test
     valid = (inter.time >= t_valid) & ~test
     s = Split(inter.select(~(test | valid)), inter.select(valid), inter.select(test), name=name)
-    s.notes["cut"] = f"valid from t={int(t_valid) if np.isfinite(t_valid) else None}, test from t={int(t_test) if np.isfinite(t_test) else None}"
+    s.notes["cut"] = temporal_cut_note(t_valid, t_test)
     return s
 
 
@@ -165,7 +182,7 @@ def random_split(
     inter: Interactions, valid_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, name: str = "random"
 ) -> Split:
     """Each event goes to valid / test with the given probabilities, independently (seeded)."""
-    _check_fracs(valid_frac, test_frac)
+    check_fracs(valid_frac, test_frac)
     u = np.random.default_rng(seed).random(len(inter))
     test = u < test_frac
     valid = (u >= test_frac) & (u < test_frac + valid_frac)
@@ -179,7 +196,7 @@ def cold_start_items(
 
     Test items therefore never occur in train; only text (or other side information) can rank them.
     """
-    _check_fracs(valid_frac, test_frac)
+    check_fracs(valid_frac, test_frac)
     present = inter.item_ids()
     perm = np.random.default_rng(seed).permutation(present)
     n_test = int(round(test_frac * len(present)))
@@ -199,7 +216,7 @@ def cold_start_users(
     For a held-out user the last event is the target (valid or test) and the earlier ones are
     ``context``: input the model may read at inference time, never fit on.
     """
-    _check_fracs(valid_frac, test_frac)
+    check_fracs(valid_frac, test_frac)
     counts = np.bincount(inter.user, minlength=inter.n_users)
     eligible = np.flatnonzero(counts >= 2)
     perm = np.random.default_rng(seed).permutation(eligible)
@@ -221,7 +238,18 @@ def cold_start_users(
     )
 
 
-def _check_fracs(valid_frac: float, test_frac: float) -> None:
+def temporal_cut_note(t_valid: float, t_test: float) -> str:
+    """Where a temporal split cut (``inf``: no such part)."""
+    at = lambda t: int(t) if np.isfinite(t) else None  # noqa: E731
+    return f"valid from t={at(t_valid)}, test from t={at(t_test)}"
+
+
+def leak_message(split: str, n: int, part: str) -> str:
+    return (f"split {split!r} leaks: {n} {part} events also occur in train "
+            "(identical events in the data? prepare with --dedup first)")
+
+
+def check_fracs(valid_frac: float, test_frac: float) -> None:
     if not (0 <= valid_frac < 1 and 0 <= test_frac < 1 and valid_frac + test_frac < 1):
         raise ConfigError(
             f"split fractions must be in [0, 1) and sum below 1; got valid={valid_frac}, test={test_frac}"

@@ -48,7 +48,7 @@ MAX_UNIX_SECONDS = 32_503_680_000
 MS_THRESHOLD = 10_000_000_000  # unix seconds reach this in the year 2286; milliseconds passed it in 1970
 
 
-def _kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     return suffixes[-1] if suffixes else ""
 
@@ -56,7 +56,7 @@ def _kind(path: Path) -> str:
 def where(path: Path, row: int) -> str:
     """``row`` (0-based data row) as a person finds it: the line in a text file (the header is line 1 of a
     delimited file), the row number in a Parquet file."""
-    kind = _kind(path)
+    kind = file_kind(path)
     if kind in (".csv", ".tsv", ".txt", ".dat"):
         return f"{path}:{row + 2} (data row {row + 1})"
     if kind in (".jsonl", ".json", ".ndjson"):
@@ -68,7 +68,7 @@ def read_frame(path: Path, sep: str | None = None, encoding: str = "utf-8") -> p
     """Any of .csv/.tsv/.txt (delimited), .parquet, .jsonl/.json (one object per line), as strings where textual.
     A byte-order mark before the first column's name is dropped."""
     path = require_file(Path(path))
-    kind = _kind(path)
+    kind = file_kind(path)
     hint = ENCODING_HINT.format(encoding=encoding)
     try:
         if kind == ".parquet":
@@ -95,12 +95,14 @@ def read_frame(path: Path, sep: str | None = None, encoding: str = "utf-8") -> p
     return frame
 
 
+def missing_column(path: Path, name: str, columns: list[str], role: str) -> DataError:
+    return DataError(f"{path}: missing {role} column {name!r}; columns are {columns} "
+                     f"(map it in the dataset's lmrec.yaml)")
+
+
 def _column(frame: pd.DataFrame, name: str, path: Path, role: str) -> pd.Series:
     if name not in frame.columns:
-        raise DataError(
-            f"{path}: missing {role} column {name!r}; columns are {list(frame.columns)} "
-            f"(map it in the dataset's lmrec.yaml)"
-        )
+        raise missing_column(path, name, list(frame.columns), role)
     return frame[name]
 
 
@@ -180,6 +182,34 @@ def _check_item_ids_match(item_ids: np.ndarray, item_file_ids: np.ndarray, path:
                        ipath, 100 * share, len(used), path.name)
 
 
+def item_table(interaction_items: np.ndarray, path: Path, items_path: Path | None = None,
+               item_columns: ItemColumns | None = None, sep: str | None = None, encoding: str = "utf-8") -> ItemTable:
+    """The item table of a generic log: the item file's rows in file order, then the items that only the
+    interactions name, in order of first appearance (``interaction_items``: raw ids, repeats allowed)."""
+    if items_path is None:
+        return ItemTable(IdMap.from_values(interaction_items, name="item"))
+    item_columns = item_columns or ItemColumns()
+    ipath = Path(items_path)
+    iframe = read_frame(ipath, sep, encoding)
+    ids = _ids(_column(iframe, item_columns.id, ipath, "item id"), ipath, "item")
+    _check_item_ids_match(interaction_items, ids.to_numpy(dtype=str), path, ipath)
+    text_cols = item_columns.text or [c for c in iframe.columns if c != item_columns.id]
+    for c in text_cols:
+        _column(iframe, c, ipath, "text")
+    if item_columns.title is not None and item_columns.title not in text_cols:
+        raise DataError(f"{ipath}: item_columns.title {item_columns.title!r} is not one of the text columns "
+                        f"{text_cols}")
+    items = IdMap(ids, name="item").extend(interaction_items)
+    table = ItemTable(items, template=template_over(text_cols) if text_cols else None,
+                      title_field=item_columns.title or (text_cols[0] if text_cols else None))
+    loc = items.indices(ids)
+    for c in text_cols:
+        values = np.full(len(items), "", dtype=object)
+        values[loc] = iframe[c].to_numpy(dtype=object)
+        table[c] = values
+    return table
+
+
 def read_generic(
     interactions_path: Path, columns: ColumnMap | None = None, items_path: Path | None = None,
     item_columns: ItemColumns | None = None, name: str | None = None, sep: str | None = None,
@@ -194,31 +224,9 @@ def read_generic(
         raise DataError(f"{path}: the file has no data rows")
     user_col = _ids(_column(frame, columns.user, path, "user"), path, "user")
     item_col = _ids(_column(frame, columns.item, path, "item"), path, "item")
-    table = None
-    files = [path]
-    if items_path is not None:
-        ipath = Path(items_path)
-        files.append(ipath)
-        iframe = read_frame(ipath, sep, encoding)
-        ids = _ids(_column(iframe, item_columns.id, ipath, "item id"), ipath, "item")
-        _check_item_ids_match(item_col.to_numpy(dtype=str), ids.to_numpy(dtype=str), path, ipath)
-        text_cols = item_columns.text or [c for c in iframe.columns if c != item_columns.id]
-        for c in text_cols:
-            _column(iframe, c, ipath, "text")
-        if item_columns.title is not None and item_columns.title not in text_cols:
-            raise DataError(f"{ipath}: item_columns.title {item_columns.title!r} is not one of the text columns "
-                            f"{text_cols}")
-        items = IdMap(ids, name="item").extend(item_col)
-        table = ItemTable(items, template=template_over(text_cols) if text_cols else None,
-                          title_field=item_columns.title or (text_cols[0] if text_cols else None))
-        loc = items.indices(ids)
-        for c in text_cols:
-            values = np.full(len(items), "", dtype=object)
-            values[loc] = iframe[c].to_numpy(dtype=object)
-            table[c] = values
-    else:
-        items = IdMap.from_values(item_col, name="item")
-        table = ItemTable(items)
+    table = item_table(item_col.to_numpy(dtype=str), path, items_path, item_columns, sep, encoding)
+    items = table.ids
+    files = [path] + ([Path(items_path)] if items_path is not None else [])
     users = IdMap.from_values(user_col, name="user")
     time = _times(_column(frame, columns.time, path, "time"), columns.time_format, path, columns.time) \
         if columns.time else None
