@@ -176,6 +176,22 @@ class Bundle:
         return [Recommendation(str(self.items.raw(int(i))), str(self.titles[i]), float(s))
                 for i, s in zip(ids[0], scores[0]) if np.isfinite(s)]
 
+    def recommend_users(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` for many known users at once (user indices ``[B]``), each from their history in the bundle
+        with that history excluded, as ``recommend`` does for one: ``(ids [B, k], scores [B, k])``, best first;
+        ``-inf`` scores where fewer than ``k`` items are left."""
+        users = np.asarray(users, dtype=np.int64)
+        seqs = self.histories
+        sequences = [seqs[int(u)] for u in users]
+        times = None if seqs.times is None else [seqs.times[seqs.offsets[u]:seqs.offsets[u + 1]] for u in users]
+        rows = np.repeat(np.arange(len(users)), [len(s) for s in sequences])
+        cols = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int64)
+        seen = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(users), len(self.items)))
+        seen.sum_duplicates()
+        seen.data[:] = 1.0
+        queries = Queries(users, seen, sequences, times, self.prepared.split.train.time_unit)
+        return self.retriever.top_k(queries, k, seen)
+
 
 @dataclass
 class _TextScorer:

@@ -338,10 +338,29 @@ def recommend(
     encoder: str = typer.Option("minilm", help="Text encoder for --query (minilm, hash, st:NAME, a Hugging Face id or folder)."),
     template: Optional[str] = typer.Option(None, help="Item text template for --query, e.g. '{title}. Genres: {genres}'."),
     history_weight: float = typer.Option(0.3, help="Share of the user's history in the query vector (0..1)."),
+    all_users: bool = typer.Option(False, "--all-users", help="With --model and --out: every user the bundle "
+                                   "knows, into a Parquet file (columns user, rank, item, score)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="With --all-users: the Parquet file to write."),
+    engine: str = typer.Option("local", help="With --all-users: local | ray (Ray Data, one bundle per worker; "
+                               "pip install 'lmrec[ray]')."),
+    chunk: int = typer.Option(1024, min=1, help="With --all-users: users scored at a time (bounds memory)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="With --engine ray: workers (default: one per CPU, "
+                                          "or per GPU)."),
+    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster (e.g. auto, or "
+                                          "ray://HOST:10001; default: a running one, else a local one)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
-    """Recommend items: with --model, from a trained bundle for a user or a session; with --dataset and
-    --query, from a natural-language description of what a person likes."""
+    """Recommend items: with --model, from a trained bundle for a user or a session, or --all-users into a
+    Parquet file; with --dataset and --query, from a natural-language description of what a person likes."""
+    if all_users:
+        if model is None or out_file is None:
+            raise ConfigError("--all-users needs --model BUNDLE and --out FILE.parquet")
+        if user is not None or history is not None or query is not None:
+            raise ConfigError("--all-users recommends for every user; drop --user / --history / --query")
+        info = pipeline.recommend_all_users(model, out_file, k, chunk, engine, workers, address)  # type: ignore[arg-type]
+        out.print(f"{info['rows']:,} recommendations for {info['users']:,} users written to {info['out']} "
+                  f"({info['engine']}, {info['seconds']:.1f} s)")
+        return
     if model is not None:
         if query is not None or dataset is not None:
             raise ConfigError("--model recommends for --user or --history; --query goes with --dataset")
@@ -366,10 +385,17 @@ def encode(
     batch_size: int = typer.Option(64, help="Texts per batch."),
     max_length: int = typer.Option(128, help="Tokens per text (longer texts are truncated)."),
     float16: bool = typer.Option(False, "--float16", help="Store the vectors as float16."),
+    engine: str = typer.Option("local", help="local | ray (Ray Data, one encoder per worker, GPU workers where "
+                               "the cluster has GPUs; pip install 'lmrec[ray]'). Both write the same cache."),
+    workers: Optional[int] = typer.Option(None, min=1, help="With --engine ray: encoders (default: one per CPU, "
+                                          "or per GPU)."),
+    address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster (e.g. auto, or "
+                                          "ray://HOST:10001; default: a running one, else a local one)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Encode a dataset's item texts into the embedding cache (only texts not cached yet are encoded)."""
-    info = pipeline.encode_items(dataset, encoder, template, batch_size, max_length, float16, data_dir)
+    info = pipeline.encode_items(dataset, encoder, template, batch_size, max_length, float16, data_dir,
+                                 engine, workers, address)  # type: ignore[arg-type]
     out.print(f"{info['items_with_text']:,} of {info['items']:,} items encoded with {info['encoder']} "
               f"(dim {info['dim']}) in {info['seconds']:.2f} s; template {info['template']!r}")
     out.print(f"cache: {info['cache']}")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lmrec.batch import BatchEngine, recommend_all
 from lmrec.bundle import Bundle, Recommendation, write_bundle
 from lmrec.data import PrepareConfig, Prepared, get_spec, list_datasets, load_dataset, prepare
 from lmrec.data.datasets import download_dataset, missing_files
@@ -28,16 +29,17 @@ from lmrec.leaderboard import Rerank, record_run, report_run, run_models, traini
 from lmrec.models.text_query import TextQuery
 from lmrec.models.two_tower import TwoTowerLM
 from lmrec.progress import logger, report
+from lmrec.raydata import RayEncoder
 from lmrec.registry import create, load_model
 from lmrec.retrieval import KINDS as RETRIEVAL_KINDS
 from lmrec.text.cache import EmbeddingCache
-from lmrec.text.encoder import DEFAULT_ENCODER, load_encoder
+from lmrec.text.encoder import DEFAULT_ENCODER, TextEncoder, load_encoder
 from lmrec.text.texts import default_template, item_vectors
 from lmrec.train import distributed
 from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "demo_bundle", "demo_serve", "download_dataset",
-           "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset",
+           "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset", "recommend_all_users",
            "prepare_dataset_on_disk", "prepared_summary",
            "explain_from_bundle", "online_report", "tune", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
@@ -145,10 +147,19 @@ def recommend_from_text(
 def encode_items(
     dataset: str, encoder: str = DEFAULT_ENCODER, template: str | None = None, batch_size: int = 64,
     max_length: int = 128, float16: bool = False, data_dir: str | Path | None = None,
+    engine: Literal["local", "ray"] = "local", workers: int | None = None, address: str | None = None,
 ) -> dict[str, Any]:
-    """Encode a dataset's item texts into the embedding cache; returns what was done."""
+    """Encode a dataset's item texts into the embedding cache; returns what was done. ``engine="ray"`` encodes
+    on the Ray cluster at ``address`` (default: a running one, else a local one) with ``workers`` encoders;
+    the cache entry is the one the local engine writes."""
     ds = load_dataset(dataset, data_dir)
-    enc = load_encoder(encoder, batch_size=batch_size, max_length=max_length)
+    options = {"batch_size": batch_size, "max_length": max_length}
+    if engine == "ray":
+        enc: TextEncoder = RayEncoder(encoder, options, workers=workers, address=address)
+    elif engine == "local":
+        enc = load_encoder(encoder, **options)
+    else:
+        raise ConfigError(f"engine: {engine!r} is not one of local, ray")
     template = template or default_template(ds.items)
     cache = EmbeddingCache()
     started = time.perf_counter()
@@ -267,6 +278,13 @@ def evaluate_bundle(path: str | Path, part: Literal["test", "valid"] = "test",
     result = Evaluator(bundle.prepared.split, part, ks=ks, item_vectors=category_vectors(bundle.prepared.items)
                        ).evaluate(bundle.model, name=bundle.model.name)
     return result, (bundle.metrics.get("test", {}) if part == "test" else {})
+
+
+def recommend_all_users(path: str | Path, out: str | Path, k: int = 10, chunk: int = 1024,
+                        engine: BatchEngine = "local", workers: int | None = None,
+                        address: str | None = None) -> dict[str, Any]:
+    """Top ``k`` of a bundle's model for every user it knows, into a Parquet file (``lmrec.batch``)."""
+    return recommend_all(path, out, k, chunk, engine, workers, address)
 
 
 def recommend_from_bundle(path: str | Path, user: str | None = None, history: list[str] | None = None,
