@@ -2,13 +2,15 @@
 index finds, on real bundles and on large synthetic catalogues.
 
 Usage: python bench/retrieval.py runs/beauty-sasrec runs/beauty-textseq [--users 500] [--sizes 100000,1000000]
+       python bench/retrieval.py --sizes 5000000 [--dim 64] [--methods hnsw,ivf]
 
 Bundles: for `--users` test users, one query at a time (as the service asks), the exact top 10 (every item
 scored) and the index's (HNSW, then IVF), both leaving out the user's history; recall@10 = the share of the
 exact top 10 the index returns (compared by score, so exact ties do not count as misses).
 
-Synthetic: a catalogue of N item vectors (64-d, drawn around 1,000 cluster centres, as learned item tables
-are clustered) and queries drawn the same way; the same measurements, plus the index build time. Results in
+Synthetic: a catalogue of N item vectors (``--dim``, 64 by default, drawn around 1,000 cluster centres, as
+learned item tables are clustered) and queries drawn the same way; the same measurements, plus the index
+build time and the memory the index adds (resident memory after the build minus before). Results in
 bench/results/retrieval.json (stamped with commit, machine, date).
 """
 
@@ -56,15 +58,25 @@ def one_query(user: int, history: np.ndarray, n_items: int) -> tuple[Queries, sp
     return query, query.history
 
 
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def measure(model, queries: list[tuple[Queries, sp.csr_matrix]], kinds: list[str]) -> list[dict]:
     exact = [recommend(model, q, K, ex) for q, ex in queries]
     out = []
     for kind in ["exact", *kinds]:
         retriever = Retriever(model, kind)
+        before = rss_mb()
         started = time.perf_counter()
         if kind != "exact":
             retriever.build()  # outside the timed requests
         build = time.perf_counter() - started
+        index_mb = rss_mb() - before
         times, recalls = [], []
         for (q, ex), (_, exact_scores) in zip(queries, exact):
             started = time.perf_counter()
@@ -72,7 +84,7 @@ def measure(model, queries: list[tuple[Queries, sp.csr_matrix]], kinds: list[str
             times.append(time.perf_counter() - started)
             recalls.append(float(np.mean(scores[0] >= exact_scores[0, -1] - 1e-5)))
         ms = 1000 * np.asarray(times)
-        out.append({"method": kind, "build_s": round(build, 2), "queries": len(queries),
+        out.append({"method": kind, "build_s": round(build, 2), "index_mb": round(index_mb, 1), "queries": len(queries),
                     "ms_p50": round(float(np.percentile(ms, 50)), 3), "ms_p99": round(float(np.percentile(ms, 99)), 3),
                     f"recall@{K}": round(float(np.mean(recalls)), 4)})
         print(json.dumps(out[-1]), flush=True)
@@ -89,15 +101,19 @@ def bench_bundle(path: Path, n_users: int) -> list[dict]:
             for r in measure(bundle.model, queries, ["hnsw", "ivf"])]
 
 
-def bench_synthetic(n_items: int, n_queries: int, dim: int = 64) -> list[dict]:
+def bench_synthetic(n_items: int, n_queries: int, dim: int = 64, methods: tuple[str, ...] = ("hnsw", "ivf")) -> list[dict]:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(1000, dim)).astype(np.float32)
-    items = centres[rng.integers(1000, size=n_items)] + 0.5 * rng.normal(size=(n_items, dim)).astype(np.float32)
+    items = centres[rng.integers(1000, size=n_items)]
+    for start in range(0, n_items, 1_000_000):  # noise in slices: no float64 copy of a 5M-item catalogue
+        stop = min(start + 1_000_000, n_items)
+        items[start:stop] += 0.5 * rng.normal(size=(stop - start, dim)).astype(np.float32)
     users = centres[rng.integers(1000, size=n_queries)] + 0.5 * rng.normal(size=(n_queries, dim)).astype(np.float32)
-    model = VectorCatalogue(items.astype(np.float32), users.astype(np.float32))
+    model = VectorCatalogue(items.astype(np.float32, copy=False), users.astype(np.float32))
     queries = [one_query(u, np.zeros(0, dtype=np.int64), n_items) for u in range(n_queries)]
-    return [{"catalogue": f"synthetic-{n_items}", "model": "inner product", "items": n_items, **r}
-            for r in measure(model, queries, ["hnsw", "ivf"])]
+    name = f"synthetic-{n_items}" + (f"-{dim}d" if dim != 64 else "")
+    return [{"catalogue": name, "model": "inner product", "items": n_items, "dim": dim, **r}
+            for r in measure(model, queries, list(methods))]
 
 
 def main() -> None:
@@ -105,9 +121,13 @@ def main() -> None:
     ap.add_argument("bundles", nargs="*", type=Path)
     ap.add_argument("--users", type=int, default=500)
     ap.add_argument("--sizes", default="100000,1000000", help="synthetic catalogue sizes (comma-separated)")
+    ap.add_argument("--dim", type=int, default=64, help="dimension of the synthetic item vectors")
+    ap.add_argument("--methods", default="hnsw,ivf", help="indexes to measure against exact scoring")
     args = ap.parse_args()
     records = [r for b in args.bundles for r in bench_bundle(b, args.users)]
-    records += [r for n in (int(x) for x in args.sizes.split(",") if x) for r in bench_synthetic(n, 200)]
+    methods = tuple(m for m in args.methods.split(",") if m)
+    records += [r for n in (int(x) for x in args.sizes.split(",") if x)
+                for r in bench_synthetic(n, 200, args.dim, methods)]
     records = [r | stamp() for r in records]
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     keys = {(r["catalogue"], r["method"]) for r in records}

@@ -1,9 +1,14 @@
 """Scale measurements on synthetic data (no network, no dataset needed).
 
-Usage: python bench/scale.py --part eval  [--items 10000,100000,1000000] [--users 2000,8000,32000]
+Usage: python bench/scale.py --part prepare [--events 10000000,50000000] [--engines memory,duckdb]
+       python bench/scale.py --part eval  [--items 10000,100000,1000000] [--users 2000,8000,32000]
        python bench/scale.py --part train [--processes 1,2] [--epochs 3]
        python bench/scale.py --table
 
+(a) ``prepare``: ``lmrec datasets prepare`` of a generated log (Parquet: string user and item ids, unix
+times, 1-5 ratings; 1 user per 50 events, 200k items, Zipf-like item popularity, repeated pairs) with
+rating >= 4, dedup, 5-core and leave-one-out, by the in-memory and the out-of-core (DuckDB, memory limit
+``--memory-limit``) engines; seconds and peak resident memory of a fresh process per run.
 (c) ``eval``: full-ranking evaluation (lmrec.eval.Evaluator: every item scored for every user, history
 masked, top-k, metrics) of a 64-d inner-product model over catalogues of growing size and growing numbers of
 users; users per second and the peak resident memory of a fresh process per configuration.
@@ -37,6 +42,65 @@ DIM, HISTORY = 64, 20
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# --- (a) preparing a log ---------------------------------------------------------------------------------------
+PREPARE_ITEMS = 200_000
+EVENTS_PER_USER = 50
+
+
+def write_log(n_events: int, home: Path) -> Path:
+    """A synthetic log in ``home/synthetic-N`` (written once, in 5M-row chunks so writing it needs little memory)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder = home / f"synthetic-{n_events}"
+    log = folder / "log.parquet"
+    if log.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    n_users = n_events // EVENTS_PER_USER
+    chunk = 5_000_000
+    tmp = log.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
+                                          ("timestamp", pa.int64()), ("rating", pa.int8())])) as writer:
+        for start in range(0, n_events, chunk):
+            n = min(chunk, n_events - start)
+            users = rng.integers(0, n_users, n)
+            items = np.minimum(rng.pareto(1.2, n) * 500, PREPARE_ITEMS - 1).astype(np.int64)
+            items = (items * 7919 + users % 13) % PREPARE_ITEMS  # popular items spread over the id range
+            writer.write_table(pa.table({
+                "user_id": pc.binary_join_element_wise("u", pc.cast(pa.array(users), pa.string()), ""),
+                "item_id": pc.binary_join_element_wise("i", pc.cast(pa.array(items), pa.string()), ""),
+                "timestamp": pa.array(1_500_000_000 + rng.integers(0, 365 * 86_400, n)),
+                "rating": pa.array(rng.integers(1, 6, n).astype(np.int8)),
+            }))
+    tmp.rename(log)
+    (folder / "lmrec.yaml").write_text("interactions: log.parquet\ncolumns: {user: user_id, item: item_id, "
+                                       "time: timestamp, rating: rating}\n")
+    return folder
+
+
+def prepare_child(n_events: int, engine: str, home: Path, memory_limit: str) -> dict[str, Any]:
+    import tempfile
+
+    from lmrec.data.prepared import PrepareConfig, prepare_on_disk, prepared_summary
+
+    config = PrepareConfig(dataset=f"synthetic-{n_events}", split="loo", min_rating=4, dedup="first", k_core=5)
+    with tempfile.TemporaryDirectory(dir=home) as cache:
+        started = time.perf_counter()
+        path = prepare_on_disk(config, data_dir=home, cache_dir=cache, engine=engine,  # type: ignore[arg-type]
+                               memory_limit=memory_limit if engine == "duckdb" else None)
+        seconds = time.perf_counter() - started
+        stats = prepared_summary(path)["stats"]
+        out_mb = (path / "interactions.parquet").stat().st_size / 2**20
+    return {"part": "prepare", "events": n_events, "engine": engine, "seconds": round(seconds, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "memory_limit": memory_limit if engine == "duckdb" else None,
+            "kept_events": stats["dataset"]["interactions"], "users": stats["dataset"]["users"],
+            "items": stats["dataset"]["items"], "test_events": stats["split"]["test"]["interactions"],
+            "output_mb": round(out_mb, 1)}
 
 
 # --- (c) evaluation ---------------------------------------------------------------------------------------------
@@ -118,7 +182,7 @@ def train_run(processes: int, epochs: int) -> dict[str, Any]:
 def merge(records: list[dict[str, Any]]) -> None:
     from provenance import stamp
 
-    key = ("part", "items", "users", "processes")
+    key = ("part", "items", "users", "processes", "events", "engine")
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     stamped = [{**r, **stamp("cpu")} for r in records]
     new = {tuple(r.get(k) for k in key) for r in stamped}
@@ -128,7 +192,13 @@ def merge(records: list[dict[str, Any]]) -> None:
 
 def table() -> str:
     records = json.loads(RESULTS.read_text())
-    rows = ["| items | users | users/s | peak RSS (MB) |", "|---|---|---|---|"]
+    rows = ["| events | engine | seconds | peak RSS (MB) | kept events | users | items |", "|---|---|---|---|---|---|---|"]
+    for r in (r for r in records if r["part"] == "prepare"):
+        engine = r["engine"] + (f" (limit {r['memory_limit']})" if r.get("memory_limit") else "")
+        rows.append(f"| {r['events']:,} | {engine} | failed: {r['failed']} | | | | |" if "failed" in r else
+                    f"| {r['events']:,} | {engine} | {r['seconds']:,} | {r['peak_rss_mb']:,} | {r['kept_events']:,} | "
+                    f"{r['users']:,} | {r['items']:,} |")
+    rows += ["", "| items | users | users/s | peak RSS (MB) |", "|---|---|---|---|"]
     rows += [f"| {r['items']:,} | {r['users']:,} | {r['users_per_s']:,} | {r['peak_rss_mb']:,} |"
              for r in records if r["part"] == "eval"]
     rows += ["", "| processes | threads each | samples/s | train s |", "|---|---|---|---|"]
@@ -139,15 +209,23 @@ def table() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["eval", "train"])
+    ap.add_argument("--part", choices=["prepare", "eval", "train"])
+    ap.add_argument("--events", default="10000000,50000000")
+    ap.add_argument("--engines", default="memory,duckdb")
+    ap.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit in the out-of-core runs")
+    ap.add_argument("--home", type=Path, default=Path("/tmp/lmrec-scale-data"), help="where generated logs go")
     ap.add_argument("--items", default="10000,100000,1000000")
     ap.add_argument("--users", default="2000,8000,32000")
     ap.add_argument("--processes", default="1,2")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--table", action="store_true")
     ap.add_argument("--eval-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--prepare-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--train-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.prepare_child:
+        print(json.dumps(prepare_child(int(args.prepare_child[0]), args.prepare_child[1], args.home, args.memory_limit)))
+        return
     if args.eval_child:
         print(json.dumps(eval_child(*args.eval_child)))
         return
@@ -158,7 +236,20 @@ def main() -> None:
         print(table())
         return
     records = []
-    if args.part == "eval":
+    if args.part == "prepare":
+        for n_events in (int(x) for x in args.events.split(",")):
+            write_log(n_events, args.home)
+            for engine in args.engines.split(","):
+                done = subprocess.run([sys.executable, __file__, "--prepare-child", str(n_events), engine, "--home",
+                                       str(args.home), "--memory-limit", args.memory_limit], capture_output=True,
+                                      text=True, env={**os.environ, "LMREC_PROGRESS": "0"})
+                if done.returncode:  # e.g. the in-memory engine killed for memory: recorded, not hidden
+                    records.append({"part": "prepare", "events": n_events, "engine": engine, "failed":
+                                    f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ''}"})
+                else:
+                    records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(records[-1], flush=True)
+    elif args.part == "eval":
         for n_items in (int(x) for x in args.items.split(",")):
             for n_users in (int(x) for x in args.users.split(",")):
                 # a fresh process per configuration: its peak memory is this configuration's alone

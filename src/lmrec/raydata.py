@@ -11,6 +11,7 @@ On a cluster, every worker must be able to read the bundle's folder and load the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -39,6 +40,8 @@ def connect(address: str | None = None) -> None:
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = progress_enabled()
+    if not progress_enabled():  # Ray Data's own lines about each run: lmrec's output stays its own
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _pool(workers: int | None) -> tuple[Any, float]:
@@ -50,6 +53,12 @@ def _pool(workers: int | None) -> tuple[Any, float]:
     if size < 1:
         raise ConfigError(f"workers: needs at least 1, got {size}")
     return ray.data.ActorPoolStrategy(size=size), (1.0 if gpus else 0.0)
+
+
+def _blocks(table: pa.Table, rows: int) -> Any:
+    """A Ray dataset of ``table`` in blocks of ``rows`` rows: a block is what one actor takes at a time, so one
+    block for everything would keep every actor but one idle."""
+    return ray.data.from_arrow([table.slice(start, rows) for start in range(0, table.num_rows, rows)])
 
 
 # --- encoding ---------------------------------------------------------------------------------------------
@@ -94,7 +103,8 @@ class RayEncoder:
         # longest first, as the local encoder batches: similar lengths share a batch, little padding
         order = np.argsort([-len(t) for t in texts], kind="stable")
         compute, gpus = _pool(self.workers)
-        data = ray.data.from_arrow(pa.table({"text": pa.array([texts[i] for i in order], pa.string())}))
+        table = pa.table({"text": pa.array([texts[i] for i in order], pa.string())})
+        data = _blocks(table, self.rows_per_batch)
         encoded = data.map_batches(
             _EncodeWorker, batch_size=self.rows_per_batch, batch_format="numpy", compute=compute, num_gpus=gpus,
             fn_constructor_kwargs={"name": self.name, "options": self.options, "fingerprint": self.fingerprint})
@@ -118,7 +128,7 @@ def map_in_order(rows: pa.Table, worker: type, constructor_kwargs: dict[str, Any
     ``pyarrow.Table`` of one row, returning a table); the results in the order of ``rows``."""
     connect(address)
     compute, gpus = _pool(workers)
-    data = ray.data.from_arrow(rows).repartition(max(1, rows.num_rows))  # one row a block: no row waits on another
+    data = _blocks(rows, 1)
     done = data.map_batches(worker, batch_size=1, batch_format="pyarrow", compute=compute, num_gpus=gpus,
                             fn_constructor_kwargs=constructor_kwargs)
     yield from done.iter_batches(batch_format="pyarrow", batch_size=None)
