@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-# typer carries its own copy of click (typer._click) from 0.2x on; its usage errors are caught in main()
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
+try:  # typer carries its own copy of click (typer._click) from 0.29 on; its usage errors are caught in main()
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # typer 0.20 (which Flower, the federated extra, pins) runs on click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from lmrec import __version__, pipeline, runs
 from lmrec.config import parse_options, parse_sets, validate
@@ -226,6 +229,51 @@ def train(
         out.print(f"differentially private (user level): epsilon {privacy['epsilon']:.3g}, delta "
                   f"{privacy['delta']:.3g} ({privacy['accountant']} accountant, {privacy['steps']} steps)")
     out.print(f"bundle: {run.path}")
+
+
+@app.command()
+def federated(
+    dataset: Optional[str] = typer.Option(None, help="Dataset name, e.g. amazon-scientific."),
+    model: str = typer.Option("sasrec", help="sasrec | gru4rec | bert4rec | textseq (TextSeqRec sends only its "
+                              "adaptor; the language model stays on each client)."),
+    clients: int = typer.Option(10, min=1, help="Clients, each holding a disjoint set of users."),
+    rounds: int = typer.Option(10, min=1, help="FedAvg rounds."),
+    local_epochs: int = typer.Option(1, min=1, help="Epochs each client trains in a round."),
+    fraction_fit: float = typer.Option(1.0, help="Share of the clients that train in each round."),
+    split: Optional[str] = typer.Option(None, help="loo | temporal | random | predefined (default: the dataset's)."),
+    set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set dim=64 (repeatable)."),
+    dp_noise: Optional[float] = typer.Option(None, help="Server-side DP (Flower's fixed clipping): noise "
+                                             "multiplier; with --dp-clip."),
+    dp_clip: Optional[float] = typer.Option(None, help="Server-side DP: the norm each client's update is clipped to."),
+    seed: int = typer.Option(0, help="Seed: which users each client holds, initial weights."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the per-round results here (JSON)."),
+    role: str = typer.Option("local", help="local (server and client processes here) | server | client."),
+    address: Optional[str] = typer.Option(None, help="With --role server / client: HOST:PORT of the server."),
+    client: Optional[int] = typer.Option(None, min=0, help="With --role client: which client this is (0-based)."),
+    config_json: Optional[str] = typer.Option(None, hidden=True, help="The whole run as JSON (client processes)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Federated training with Flower: clients hold disjoint users; only weights travel (FedAvg)."""
+    if config_json is not None:
+        config = validate(pipeline.FederatedConfig, json.loads(config_json))
+    else:
+        if dataset is None:
+            raise ConfigError("--dataset is needed")
+        config = validate(pipeline.FederatedConfig, dict(
+            dataset={"dataset": dataset, "split": split}, model=model, params=parse_options(set_), clients=clients,
+            rounds=rounds, local_epochs=local_epochs, fraction_fit=fraction_fit, seed=seed, dp_noise=dp_noise,
+            dp_clip=dp_clip))
+    result = pipeline.federated(config, role, address, client, data_dir, out_file)  # type: ignore[arg-type]
+    if result is None:  # a client: the server reports
+        return
+    table = Table("round", "ndcg@10", "clients", "bytes sent by clients", "full model bytes",
+                  title=f"federated {config.model}, {config.clients} clients")
+    for r in result.rounds:
+        table.add_row(str(r["round"]), f"{r.get('ndcg@10', float('nan')):.4f}", f"{int(r.get('clients', 0))}",
+                      f"{int(r.get('bytes_sent', 0)):,}", f"{int(r.get('full_model_bytes', 0)):,}")
+    out.print(table)
+    if out_file is not None:
+        out.print(f"results: {out_file}")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -24,6 +25,7 @@ from lmrec.errors import ConfigError, DataError, DatasetNotFound, LmrecError
 from lmrec.eval import EvalResult, Evaluator
 from lmrec.eval.report import category_vectors
 from lmrec.explain import Explanation, explain
+from lmrec.federated import FederatedConfig, FederatedResult, federate, run_client, run_server
 from lmrec.fsutil import inside
 from lmrec.leaderboard import Rerank, record_run, report_run, run_models, training_metrics
 from lmrec.models.text_query import TextQuery
@@ -39,7 +41,7 @@ from lmrec.train import distributed
 from lmrec.transfer import pretrain, transfer, transfer_grid
 
 __all__ = ["LeaderboardRun", "Recommendation", "Rerank", "TrainRun", "dataset_info", "demo", "demo_bundle", "demo_serve", "download_dataset",
-           "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset", "recommend_all_users",
+           "encode_items", "evaluate_bundle", "export_encoder", "leaderboard", "list_datasets", "prepare_dataset", "recommend_all_users", "federated", "FederatedConfig",
            "prepare_dataset_on_disk", "prepared_summary",
            "explain_from_bundle", "online_report", "tune", "pretrain", "recommend_from_bundle", "recommend_from_text", "refit", "serve", "train", "transfer", "transfer_grid"]
 
@@ -278,6 +280,32 @@ def evaluate_bundle(path: str | Path, part: Literal["test", "valid"] = "test",
     result = Evaluator(bundle.prepared.split, part, ks=ks, item_vectors=category_vectors(bundle.prepared.items)
                        ).evaluate(bundle.model, name=bundle.model.name)
     return result, (bundle.metrics.get("test", {}) if part == "test" else {})
+
+
+def federated(config: FederatedConfig, role: Literal["local", "server", "client"] = "local",
+              address: str | None = None, client: int | None = None, data_dir: str | Path | None = None,
+              out: str | Path | None = None) -> FederatedResult | None:
+    """Federated training (``lmrec.federated``): ``local`` runs the server here and every client as a process on
+    127.0.0.1; ``server`` / ``client`` run one side (for other machines). Returns the per-round results on the
+    server side (written to ``out`` as JSON if given), None on a client."""
+    if role == "client":
+        if address is None or client is None:
+            raise ConfigError("role client: give --address HOST:PORT and --client I")
+        run_client(config, client, address, data_dir)
+        return None
+    if role == "server":
+        if address is None:
+            raise ConfigError("role server: give --address HOST:PORT to listen on")
+        prepare(config.dataset, data_dir=data_dir)
+        result = run_server(config, address)
+    elif role == "local":
+        result = federate(config, data_dir)
+    else:
+        raise ConfigError(f"role: {role!r} is not one of local, server, client")
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    return result
 
 
 def recommend_all_users(path: str | Path, out: str | Path, k: int = 10, chunk: int = 1024,

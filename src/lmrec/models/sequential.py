@@ -137,7 +137,33 @@ class SequentialRecommender(Recommender):
         finally:
             self.live_weights = False
 
-    def _fit_network(self, train: Interactions, items: ItemTable | None, validation: Any) -> None:
+    def build(self, train: Interactions, items: ItemTable | None = None) -> SequentialRecommender:
+        """The network as ``fit`` starts it (seeded initial weights, frozen parts frozen), without training:
+        e.g. the common starting point of federated training (``lmrec.federated``)."""
+        self.n_users_, self.n_items_ = train.n_users, train.n_items
+        self._table = None
+        self._build_network(train, items)
+        return self
+
+    def trainable_arrays(self) -> list[np.ndarray]:
+        """The weights training changes (float32 copies, in a fixed order): all of SASRec, TextSeqRec's adaptor
+        without its frozen language-model vectors."""
+        self._check_fitted()
+        return [p.detach().cpu().float().numpy().copy() for p in self._net().parameters() if p.requires_grad]
+
+    def set_trainable_arrays(self, arrays: list[np.ndarray]) -> None:
+        """Replace the weights ``trainable_arrays`` returns (same order and shapes)."""
+        params = [p for p in self._net().parameters() if p.requires_grad]
+        if len(arrays) != len(params) or any(tuple(a.shape) != tuple(p.shape) for a, p in zip(arrays, params)):
+            raise ConfigError(f"{self.name}: expected {len(params)} weight arrays of shapes "
+                              f"{[tuple(p.shape) for p in params]}, got {[tuple(a.shape) for a in arrays]}")
+        with torch.no_grad():
+            for p, a in zip(params, arrays):
+                p.copy_(torch.as_tensor(np.asarray(a), dtype=p.dtype, device=p.device))
+        self._table = None  # the cached item table came from the old weights
+
+    def _build_network(self, train: Interactions, items: ItemTable | None) -> np.ndarray:
+        """Build ``net_`` (and the inputs and popularity fallback); returns the item counts of ``train``."""
         c = self.config
         private = c.privacy.enabled
         counts = np.bincount(train.item, minlength=train.n_items).astype(np.float64)
@@ -149,6 +175,12 @@ class SequentialRecommender(Recommender):
         torch.manual_seed(c.seed)
         self.net_ = self._new_net(train.n_items, self.inputs_, counts > 0)
         self._before_training(self.net_)
+        return counts
+
+    def _fit_network(self, train: Interactions, items: ItemTable | None, validation: Any) -> None:
+        c = self.config
+        private = c.privacy.enabled
+        counts = self._build_network(train, items)
         if self._warm_from is not None:
             copied = copy_weights(self._warm_from, self.net_)
             logger.info("%s: warm start, %d of %d weight tensors from the previous model", self.name, copied,
