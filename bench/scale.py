@@ -3,7 +3,7 @@
 Usage: python bench/scale.py --part prepare [--events 10000000,50000000] [--engines memory,duckdb]
        python bench/scale.py --part eval  [--items 10000,100000,1000000] [--users 2000,8000,32000]
        python bench/scale.py --part train [--processes 1,2] [--epochs 3]
-       python bench/scale.py --table
+       python bench/scale.py --table | --plot   (docs/images/scale.png)
 
 (a) ``prepare``: ``lmrec datasets prepare`` of a generated log (Parquet: string user and item ids, unix
 times, 1-5 ratings; 1 user per 50 events, 200k items, Zipf-like item popularity, repeated pairs) with
@@ -207,6 +207,48 @@ def table() -> str:
     return "\n".join(rows)
 
 
+PLOT = ROOT / "docs" / "images" / "scale.png"
+
+
+def plot() -> str:
+    """Peak memory of preparing a log (both engines) against its size; evaluation memory against users."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = json.loads(RESULTS.read_text())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for engine, style in (("memory", "o-"), ("duckdb", "s-")):
+        rows = sorted((r for r in records if r["part"] == "prepare" and r["engine"] == engine and "failed" not in r),
+                      key=lambda r: r["events"])
+        label = engine + (f" (limit {rows[0]['memory_limit']})" if rows and rows[0].get("memory_limit") else "")
+        left.plot([r["events"] / 1e6 for r in rows], [r["peak_rss_mb"] / 1024 for r in rows], style, label=label)
+    left.axhline(4, color="grey", linestyle=":", label="aim: 4 GB at 50M")
+    left.set_xlabel("events in the log (millions)")
+    left.set_ylabel("peak resident memory (GB)")
+    left.set_title("lmrec datasets prepare")
+    left.legend()
+    rows = sorted((r for r in records if r["part"] == "eval" and r["items"] == 100_000), key=lambda r: r["users"])
+    right.plot([r["users"] for r in rows], [r["peak_rss_mb"] / 1024 for r in rows], "o-", label="peak memory (GB)")
+    right.set_ylim(0, max(r["peak_rss_mb"] / 1024 for r in rows) * 1.3)
+    right.set_xscale("log")
+    right.set_xticks([r["users"] for r in rows], [f"{r['users']:,}" for r in rows])
+    right.minorticks_off()
+    right.set_xlabel("users evaluated (100k items, full ranking)")
+    right.set_ylabel("peak resident memory (GB)")
+    right.set_title("evaluation memory is flat in users")
+    twin = right.twinx()
+    twin.plot([r["users"] for r in rows], [r["users_per_s"] for r in rows], "s--", color="C1", label="users/s")
+    twin.set_ylabel("users per second")
+    right.legend(loc="lower left")
+    twin.legend(loc="lower right")
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+    return f"wrote {PLOT}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["prepare", "eval", "train"])
@@ -219,6 +261,7 @@ def main() -> None:
     ap.add_argument("--processes", default="1,2")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--plot", action="store_true")
     ap.add_argument("--eval-child", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--prepare-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--train-child", type=Path, help=argparse.SUPPRESS)
@@ -234,6 +277,9 @@ def main() -> None:
         return
     if args.table:
         print(table())
+        return
+    if args.plot:
+        print(plot())
         return
     records = []
     if args.part == "prepare":
