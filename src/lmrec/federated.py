@@ -25,6 +25,7 @@ import logging
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,22 +201,27 @@ def federate(config: FederatedConfig, data_dir: str | Path | None = None, port: 
                "--config-json", config.model_dump_json()]
     if data_dir is not None:
         command += ["--data-dir", str(data_dir)]
-    procs = [subprocess.Popen([*command, "--client", str(c)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for c in range(config.clients)]
-    report("federated: server on %s, %d client processes, %d rounds", address, config.clients, config.rounds)
-    try:
-        result = run_server(config, address)
-    finally:
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    failed = [(i, p) for i, p in enumerate(procs) if p.returncode]
-    if failed:
-        i, p = failed[0]
-        tail = (p.stderr.read().decode(errors="replace").strip().splitlines() if p.stderr else [])[-1:]
-        raise ConfigError(f"federated client {i} failed (exit {p.returncode}): {tail[0] if tail else ''}")
+    with tempfile.TemporaryDirectory(prefix="lmrec-federated-") as logs:  # a file, not a pipe: never fills up
+        log_files = [open(Path(logs) / f"client-{c}.log", "wb") for c in range(config.clients)]
+        procs = [subprocess.Popen([*command, "--client", str(c)], stdout=subprocess.DEVNULL, stderr=log_files[c])
+                 for c in range(config.clients)]
+        report("federated: server on %s, %d client processes, %d rounds", address, config.clients, config.rounds)
+        try:
+            result = run_server(config, address)
+        finally:
+            for proc in procs:
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for f in log_files:
+                f.close()
+        failed = [c for c, p in enumerate(procs) if p.returncode]
+        if failed:
+            lines = (Path(logs) / f"client-{failed[0]}.log").read_text(errors="replace").strip().splitlines()
+            raise ConfigError(f"federated client {failed[0]} failed (exit {procs[failed[0]].returncode}): "
+                              f"{lines[-1] if lines else 'no output'}")
     return result
 
 
