@@ -92,12 +92,17 @@ def plot() -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    longest: dict[str, dict[str, Any]] = {}  # per model, its longest run (the shorter ones are its first rounds)
+    for r in json.loads(RESULTS.read_text()):
+        if r["rounds"] >= longest.get(r["model"], {}).get("rounds", 0):
+            longest[r["model"]] = r
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, r in enumerate(json.loads(RESULTS.read_text())):
+    for i, r in enumerate(longest.values()):
         colour = f"C{i}"
-        ax.plot([p["round"] for p in r["per_round"]], [p["ndcg@10"] for p in r["per_round"]], "o-", color=colour,
+        ax.plot([p["round"] for p in r["per_round"]], [p["ndcg@10"] for p in r["per_round"]], ".-", color=colour,
                 label=f"{r['model']} federated ({r['clients']} clients)")
-        ax.axhline(r["central_ndcg@10"], color=colour, linestyle="--", label=f"{r['model']} centralised")
+        ax.axhline(r["central_ndcg@10"], color=colour, linestyle="--",
+                   label=f"{r['model']} centralised ({r['central_epochs']} epochs)")
     ax.set_xlabel("round (each client: local epochs on its users)")
     ax.set_ylabel("test NDCG@10")
     ax.set_title("FedAvg vs centralised training")

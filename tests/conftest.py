@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -43,3 +45,15 @@ def staged_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     staged_folder("movielens-100k")
     monkeypatch.setenv("LMREC_DATA", STAGED)  # type: ignore[arg-type]
     return Path(STAGED)  # type: ignore[arg-type]
+
+
+def optional_extra(module: str, extra: str) -> ModuleType:
+    """Import an optional extra's module; skip without it, or fail under LMREC_REQUIRE_EXTRAS=1 (CI installs
+    every extra, so its tests can never pass by skipping)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{module} is not installed (pip install 'lmrec[{extra}]')"
+        if os.environ.get("LMREC_REQUIRE_EXTRAS") == "1":
+            pytest.fail(f"{reason}, and LMREC_REQUIRE_EXTRAS=1")
+        pytest.skip(reason)

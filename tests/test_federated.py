@@ -2,25 +2,18 @@
 client its own process) learns a planted pattern; a text model sends only its adaptor. Skipped where Flower is
 not installed, failed instead under ``LMREC_REQUIRE_EXTRAS=1`` (CI)."""
 
-import os
-
 import numpy as np
 import pytest
 
 from lmrec.data import PrepareConfig, prepare
+from tests.conftest import optional_extra
 
 N_USERS, N_ITEMS, LENGTH = 40, 20, 8
 
 
 @pytest.fixture(scope="module")
 def flower():
-    try:
-        import flwr
-    except ImportError:
-        if os.environ.get("LMREC_REQUIRE_EXTRAS") == "1":
-            pytest.fail("Flower is not installed and LMREC_REQUIRE_EXTRAS=1: pip install -e '.[federated]'")
-        pytest.skip("Flower is not installed (pip install 'lmrec[federated]')")
-    return flwr
+    return optional_extra("flwr", "federated")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 cache with the same vectors, recommending for every user writes the same top k. A local Ray with 2 CPUs on
 127.0.0.1; skipped where Ray is not installed, failed instead under ``LMREC_REQUIRE_EXTRAS=1`` (CI)."""
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +11,7 @@ from lmrec.batch import recommend_all
 from lmrec.raydata import RayEncoder
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import load_encoder
+from tests.conftest import optional_extra
 from tests.serve.conftest import write_parity_dataset
 from tests.text.tiny_models import tiny_bert
 
@@ -21,12 +20,7 @@ WORDS = "gadget even odd model a b c d e f g h i j k l m n o p".split() + [str(i
 
 @pytest.fixture(scope="module")
 def local_ray():
-    try:
-        import ray
-    except ImportError:
-        if os.environ.get("LMREC_REQUIRE_EXTRAS") == "1":
-            pytest.fail("Ray is not installed and LMREC_REQUIRE_EXTRAS=1: pip install -e '.[ray]'")
-        pytest.skip("Ray is not installed (pip install 'lmrec[ray]')")
+    ray = optional_extra("ray", "ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              logging_level="ERROR")
     yield ray
