@@ -241,7 +241,8 @@ def federated(
     local_epochs: int = typer.Option(1, min=1, help="Epochs each client trains in a round."),
     fraction_fit: float = typer.Option(1.0, help="Share of the clients that train in each round."),
     split: Optional[str] = typer.Option(None, help="loo | temporal | random | predefined (default: the dataset's)."),
-    set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set dim=64 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Model option, e.g. --set dim=64 (repeatable; a client's "
+                                   "epochs per round are --local-epochs)."),
     dp_noise: Optional[float] = typer.Option(None, help="Server-side DP (Flower's fixed clipping): noise "
                                              "multiplier; with --dp-clip."),
     dp_clip: Optional[float] = typer.Option(None, help="Server-side DP: the norm each client's update is clipped to."),

@@ -296,8 +296,7 @@ def federated(config: FederatedConfig, role: Literal["local", "server", "client"
     if role == "server":
         if address is None:
             raise ConfigError("role server: give --address HOST:PORT to listen on")
-        prepare(config.dataset, data_dir=data_dir)
-        result = run_server(config, address)
+        result = run_server(config, address)  # the server holds no data: weights in, weights out
     elif role == "local":
         result = federate(config, data_dir)
     else:
