@@ -115,8 +115,20 @@ class _Db:
     def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyConnection:
         return self.con.execute(query, params or [])
 
+    def row(self, query: str, params: list[Any] | None = None) -> tuple[Any, ...]:
+        """The first row of a query that returns one. Every result is fetched to its end: DuckDB 2 refuses
+        other work on a connection whose last result is unfinished."""
+        rows = self.sql(query, params).fetchall()
+        return tuple(rows[0]) if rows else ()
+
     def one(self, query: str, params: list[Any] | None = None) -> Any:
-        return self.sql(query, params).fetchone()[0]  # type: ignore[index]
+        return self.row(query, params)[0]
+
+    def columns(self, query: str) -> list[str]:
+        cursor = self.sql(query)
+        names = [d[0] for d in cursor.description or []]
+        cursor.fetchall()
+        return names
 
     def column(self, query: str) -> np.ndarray:
         result = self.sql(query).fetchnumpy()
@@ -154,7 +166,7 @@ def _read_log(db: _Db, path: Path, columns: ColumnMap, sep: str | None, encoding
         db.sql(f"CREATE TABLE raw AS SELECT * FROM {_source(path, sep, encoding)}")
     except duckdb.Error as exc:
         raise DataError(f"{path}: cannot be parsed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
-    names = {str(c).lstrip("\ufeff"): str(c) for c in (d[0] for d in db.sql("SELECT * FROM raw LIMIT 0").description)}
+    names = {str(c).lstrip("\ufeff"): str(c) for c in db.columns("SELECT * FROM raw LIMIT 0")}
     if db.one("SELECT count(*) FROM raw") == 0:
         raise DataError(f"{path}: the file has no data rows")
 
@@ -204,8 +216,8 @@ def _source(path: Path, sep: str | None, encoding: str) -> str:
 
 def _first_bad(db: _Db, condition: str, path: Path, what: Any) -> None:
     """Raise naming the first row (in file order) where ``condition`` holds; ``what(count)`` says what is wrong."""
-    row = db.sql(f"SELECT min(rowid), count(*) FROM raw WHERE {condition}").fetchone()
-    if row is not None and row[1]:
+    row = db.row(f"SELECT min(rowid), count(*) FROM raw WHERE {condition}")
+    if row[1]:
         raise DataError(f"{where(path, int(row[0]))}: {what(int(row[1]))}")
 
 
@@ -368,21 +380,21 @@ def _stats(db: _Db, log: _Log, table: ItemTable) -> dict[str, Any]:
             values, freq = (np.asarray(v) for v in counts.values())
             ratings = rating_stats(values.astype(np.float32), freq)
         else:
-            lo, hi, mean = db.sql("SELECT min(r), max(r), avg(CAST(r AS DOUBLE)) FROM ev").fetchone()  # type: ignore[misc]
+            lo, hi, mean = db.row("SELECT min(r), max(r), avg(CAST(r AS DOUBLE)) FROM ev")
             ratings = {"min": float(lo), "max": float(hi), "mean": float(mean)}
     dataset = assemble_stats(
         interactions=n, catalogue_items=len(table), used_items=db.column("SELECT DISTINCT i FROM ev ORDER BY i"),
         lengths=db.column("SELECT count(*) FROM ev GROUP BY u ORDER BY u").astype(np.int64),
         distinct_pairs=db.one("SELECT count(*) FROM (SELECT DISTINCT u, i FROM ev)"),
-        time_range=tuple(db.sql("SELECT min(t), max(t) FROM ev").fetchone()) if log.has_time else None,  # type: ignore[arg-type]
+        time_range=db.row("SELECT min(t), max(t) FROM ev") if log.has_time else None,  # type: ignore[arg-type]
         time_unit="s" if log.has_time else None, ratings=ratings,
         positive_share=float(db.one("SELECT avg(l) FROM ev")) if log.has_label else None,
         items=table, users=None,
     )
     split = {}
     for part, label in enumerate(("train", "valid", "test")):
-        row = db.sql(f"SELECT count(*), count(DISTINCT u), count(DISTINCT i) FROM ev WHERE part = {part}").fetchone()
-        split[label] = {"interactions": int(row[0]), "users": int(row[1]), "items": int(row[2])}  # type: ignore[index]
+        row = db.row(f"SELECT count(*), count(DISTINCT u), count(DISTINCT i) FROM ev WHERE part = {part}")
+        split[label] = {"interactions": int(row[0]), "users": int(row[1]), "items": int(row[2])}
     cold = {
         what: int(db.one(f"SELECT count(DISTINCT {c}) FROM ev WHERE part = 2 AND {c} NOT IN "
                          f"(SELECT {c} FROM ev WHERE part = 0)"))
