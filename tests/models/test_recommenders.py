@@ -184,3 +184,15 @@ def test_lightgcn_attribute_nodes_place_an_item_nobody_took(data):
     assert lean(with_values) > 0.5 and lean(with_values) > 3 * abs(lean(without))
     with pytest.raises(ConfigError, match="do not exist"):
         create("lightgcn", attributes=["brand"]).fit(train, kinds)
+
+
+def test_ease_weights_are_the_closed_form(data):
+    """B = I - P / diag(P), P = (X^T X + lambda I)^-1, computed here with a general inverse (not Cholesky)."""
+    split, _ = data
+    model = create("ease", l2=3.0).fit(split.train)
+    x = split.train.to_csr("binary").toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + 3.0 * np.eye(x.shape[1]))
+    expected = -p / np.diag(p)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-5, atol=1e-6)
+    assert not np.diag(model.weights_).any()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from lmrec.data.interactions import Interactions
@@ -20,7 +20,8 @@ class EASEConfig(BaseModel):
 class EASE(Recommender):
     """B = I - P / diag(P) with P = (X^T X + lambda I)^-1 (zero diagonal); score = history @ B.
 
-    Memory is dense ``[n_items, n_items]``: about 0.6 GB float32 for 12k items.
+    Memory is dense ``[n_items, n_items]``: about 0.6 GB float32 for 12k items (the solve peaks near three
+    float64 copies: 5.8 GB for 18.6k items).
     """
 
     name = "ease"
@@ -28,12 +29,18 @@ class EASE(Recommender):
 
     def _fit(self, train: Interactions, items: ItemTable | None) -> None:
         x = train.to_csr("binary").astype(np.float64)
-        gram = np.asarray((x.T @ x).todense())
-        gram[np.diag_indices_from(gram)] += self.config.l2
-        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-        b = p / (-np.diag(p))
-        b[np.diag_indices_from(b)] = 0.0
-        self.weights_ = b.astype(np.float32)
+        gram = torch.from_numpy(np.asarray((x.T @ x).todense()))
+        gram.diagonal().add_(self.config.l2)
+        # The Gram matrix plus lambda I is symmetric positive definite: a Cholesky inverse in torch, which is twice
+        # as fast as a general inverse and, unlike scipy 1.17's multithreaded OpenBLAS inverse (segfaults past
+        # about 16k items on this machine), works at any catalogue size that fits in memory.
+        chol = torch.linalg.cholesky(gram)
+        del gram
+        p = torch.cholesky_inverse(chol)
+        del chol
+        p.div_(-p.diagonal().clone())
+        p.diagonal().zero_()
+        self.weights_ = p.to(torch.float32).numpy()
 
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
