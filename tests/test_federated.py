@@ -58,6 +58,8 @@ def test_a_text_model_sends_only_its_adaptor(home, flower, monkeypatch):
     start = client.get_parameters({})
     arrays, examples, metrics = client.fit(start, {})
     assert examples == len(client.split.train) and [a.shape for a in arrays] == [a.shape for a in start]
+    private = RecClient(config.model_copy(update={"dp_noise": 1.0, "dp_clip": 1.0}), prepared, 0)
+    assert private.fit(start, {})[1] == 1  # under DP FedAvg takes the plain mean the noise is calibrated to
     assert any(not np.array_equal(a, b) for a, b in zip(arrays, start))  # it trained
     assert metrics["bytes_sent"] == sum(a.nbytes for a in arrays)
     assert metrics["bytes_sent"] < metrics["full_model_bytes"] - 512 * N_ITEMS * 4  # the text vectors stay home
@@ -88,3 +90,39 @@ def test_two_clients_on_127_0_0_1_learn_the_planted_pattern(home, flower, monkey
     clipped = config.model_copy(update={"dp_noise": 0.0, "dp_clip": 1e-6})
     frozen = pipeline.federated(clipped, "local", data_dir=home)
     assert frozen.rounds[-1]["ndcg@10"] < result.rounds[-1]["ndcg@10"] - 0.3
+    assert result.privacy is None and frozen.privacy["epsilon"] == float("inf")  # no noise: no guarantee
+    assert all(r["epsilon"] == float("inf") for r in frozen.rounds)
+
+
+def _exact_gaussian_epsilon(mu: float, delta: float) -> float:
+    """The tight epsilon of a Gaussian mechanism with sensitivity / noise = mu (Balle & Wang 2018), by bisection
+    on delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)."""
+    from scipy.stats import norm
+
+    lo, hi = 0.0, 100.0
+    for _ in range(200):
+        eps = (lo + hi) / 2
+        d = norm.cdf(-eps / mu + mu / 2) - np.exp(eps) * norm.cdf(-eps / mu - mu / 2)
+        lo, hi = (eps, hi) if d > delta else (lo, eps)
+    return hi
+
+
+def test_federated_dp_epsilon_is_accounted(flower):
+    from lmrec.errors import ConfigError
+    from lmrec.federated import FederatedConfig, dp_epsilon, federated_privacy
+
+    # every client every round: R rounds of noise multiplier z compose to one Gaussian with mu = sqrt(R) / z; the
+    # RDP accountant's epsilon is a valid bound (never below the tight value) and close to it
+    for z, rounds in ((1.0, 10), (2.0, 30), (0.8, 5)):
+        exact = _exact_gaussian_epsilon(np.sqrt(rounds) / z, 1e-5)
+        assert exact <= dp_epsilon(z, rounds, 1.0, 1e-5) <= 1.15 * exact
+    assert dp_epsilon(1.0, 10, 0.1, 1e-5) < dp_epsilon(1.0, 10, 1.0, 1e-5) / 3  # sampling clients amplifies
+    assert dp_epsilon(0.0, 10, 1.0, 1e-5) == float("inf")
+    config = FederatedConfig(dataset=PrepareConfig(dataset="ring"), clients=10, rounds=10, dp_noise=2.0, dp_clip=1.0)
+    p = federated_privacy(config, 10)
+    assert p["epsilon"] == dp_epsilon(2.0, 10, 1.0, 1e-5) and p["sample_rate"] == 1.0
+    assert p["user_epsilon"] == dp_epsilon(1.0, 10, 1.0, 1e-5)  # a user changes one client's update by up to 2C
+    sampled = federated_privacy(config.model_copy(update={"fraction_fit": 0.3}), 10)
+    assert sampled["sample_rate"] == 0.3 and sampled["user_epsilon"] is None and sampled["epsilon"] < p["epsilon"]
+    with pytest.raises(ConfigError, match="below 1 / clients"):
+        federated_privacy(config.model_copy(update={"dp_delta": 0.2}), 10)

@@ -246,6 +246,7 @@ def federated(
     dp_noise: Optional[float] = typer.Option(None, help="Server-side DP (Flower's fixed clipping): noise "
                                              "multiplier; with --dp-clip."),
     dp_clip: Optional[float] = typer.Option(None, help="Server-side DP: the norm each client's update is clipped to."),
+    dp_delta: float = typer.Option(1e-5, help="Server-side DP: the delta the accounted epsilon is for (< 1 / clients)."),
     seed: int = typer.Option(0, help="Seed: which users each client holds, initial weights."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Write the per-round results here (JSON)."),
     role: str = typer.Option("local", help="local (server and client processes here) | server | client."),
@@ -263,16 +264,23 @@ def federated(
         config = validate(pipeline.FederatedConfig, dict(
             dataset={"dataset": dataset, "split": split}, model=model, params=parse_options(set_), clients=clients,
             rounds=rounds, local_epochs=local_epochs, fraction_fit=fraction_fit, seed=seed, dp_noise=dp_noise,
-            dp_clip=dp_clip))
+            dp_clip=dp_clip, dp_delta=dp_delta))
     result = pipeline.federated(config, role, address, client, data_dir, out_file)  # type: ignore[arg-type]
     if result is None:  # a client: the server reports
         return
+    private = result.privacy is not None
     table = Table("round", "ndcg@10", "clients", "bytes sent by clients", "full model bytes",
-                  title=f"federated {config.model}, {config.clients} clients")
+                  *(["epsilon so far"] if private else []), title=f"federated {config.model}, {config.clients} clients")
     for r in result.rounds:
         table.add_row(str(r["round"]), f"{r.get('ndcg@10', float('nan')):.4f}", f"{int(r.get('clients', 0))}",
-                      f"{int(r.get('bytes_sent', 0)):,}", f"{int(r.get('full_model_bytes', 0)):,}")
+                      f"{int(r.get('bytes_sent', 0)):,}", f"{int(r.get('full_model_bytes', 0)):,}",
+                      *([f"{r['epsilon']:.3g}"] if private else []))
     out.print(table)
+    if result.privacy is not None:
+        p = result.privacy
+        user = "" if p["user_epsilon"] is None else f"; user level epsilon {p['user_epsilon']:.3g}"
+        out.print(f"differentially private (client level): epsilon {p['epsilon']:.3g}, delta {p['delta']:.3g} "
+                  f"(RDP accountant, {p['rounds']} rounds, sampling rate {p['sample_rate']:.3g}){user}")
     if out_file is not None:
         out.print(f"results: {out_file}")
 

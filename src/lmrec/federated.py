@@ -1,9 +1,11 @@
 """Federated training with Flower (``pip install 'lmrec[federated]'``): every client holds a disjoint set of
 users with all their events; only model weights leave a client.
 
-- Server: Flower's FedAvg (weights averaged by each client's number of training windows), optionally
+- Server: Flower's FedAvg (weights averaged by each client's number of training events), optionally
   wrapped in Flower's ``DifferentialPrivacyServerSideFixedClipping`` (each client's update clipped to
-  ``dp_clip``, Gaussian noise of ``dp_noise * dp_clip`` added to the average).
+  ``dp_clip``, Gaussian noise of ``dp_noise * dp_clip / sampled clients`` added to the average). Under DP the
+  average is unweighted (every client reports one example), which the sensitivity ``dp_clip / sampled clients``
+  assumes, and lmrec accounts the epsilon (``dp_epsilon``): Opacus' RDP accountant over the rounds.
 - Client: the sequence model (``sasrec``, ``gru4rec``, ``bert4rec``, ``textseq``) with the round's global
   weights, trained ``local_epochs`` on its own users, sends back the weights training changes
   (``trainable_arrays``): all of SASRec; for TextSeqRec only the adaptor, while the language model and its
@@ -68,6 +70,11 @@ class FederatedConfig(BaseModel):
     k: int = Field(10, ge=1)
     dp_noise: float | None = Field(None, ge=0)
     dp_clip: float | None = Field(None, gt=0)
+    dp_delta: float = Field(1e-5, gt=0, lt=1)  # the delta the epsilon is reported at; below 1 / clients
+
+    @property
+    def private(self) -> bool:
+        return self.dp_noise is not None or self.dp_clip is not None
 
 
 def _require_flower() -> None:
@@ -120,7 +127,9 @@ class RecClient(NumPyClient):  # type: ignore[misc,valid-type]
         # model's item vectors (TextSeqRec's inputs; SASRec has none, so there the two are equal)
         full = sum(t.numel() * t.element_size() for t in local.net_.state_dict().values()) + \
             sum(np.asarray(a).nbytes for a in (local.inputs_ or {}).values())
-        return arrays, max(1, len(self.split.train)), {"bytes_sent": sent, "full_model_bytes": full, "steps": steps}
+        # Under DP every client weighs the same (FedAvg then takes the plain mean the noise is calibrated to)
+        weight = 1 if self.config.private else max(1, len(self.split.train))
+        return arrays, weight, {"bytes_sent": sent, "full_model_bytes": full, "steps": steps}
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
         self.model.set_trainable_arrays(parameters)
@@ -148,6 +157,43 @@ class FederatedResult:
     rounds: list[dict[str, Any]]
     config: dict[str, Any]
     seconds: float
+    privacy: dict[str, Any] | None = None
+
+
+def dp_epsilon(noise_multiplier: float, rounds: int, sample_rate: float, delta: float) -> float:
+    """Epsilon of ``rounds`` rounds of the sampled Gaussian mechanism (Opacus' RDP accountant): each round adds
+    noise of ``noise_multiplier`` times the sensitivity to a mean in which each client takes part with
+    probability ``sample_rate``. Infinite without noise."""
+    if noise_multiplier <= 0:
+        return float("inf")
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(noise_multiplier, sample_rate, rounds)]
+    return float(accountant.get_epsilon(delta))
+
+
+def federated_privacy(config: FederatedConfig, rounds: int) -> dict[str, Any]:
+    """What server-side DP guarantees after ``rounds`` rounds (``dp_noise`` and ``dp_clip`` set).
+
+    Client level (add or remove one client's whole data; DP-FedAvg, McMahan et al. 2018): the unweighted mean
+    of updates clipped to C over m sampled clients moves by at most C / m, the noise is ``dp_noise * C / m``,
+    and each client takes part with probability ``fraction_fit``. Flower samples exactly m clients per round,
+    where the accountant assumes each is taken independently (Poisson): the usual approximation.
+    User level: a user's events live in one client, so changing them moves that client's clipped update by at
+    most 2C: the Gaussian mechanism at half the noise multiplier. Accounted only where every client trains
+    every round (``fraction_fit`` 1: no sampling to approximate); None otherwise.
+    """
+    assert config.dp_noise is not None and config.dp_clip is not None
+    if config.dp_delta >= 1 / config.clients:
+        raise ConfigError(f"dp_delta {config.dp_delta:g} must be below 1 / clients ({1 / config.clients:g})")
+    fit_clients = max(1, int(round(config.fraction_fit * config.clients)))
+    rate = fit_clients / config.clients
+    return {"epsilon": dp_epsilon(config.dp_noise, rounds, rate, config.dp_delta),
+            "user_epsilon": dp_epsilon(config.dp_noise / 2, rounds, 1.0, config.dp_delta) if rate == 1 else None,
+            "delta": config.dp_delta, "noise_multiplier": config.dp_noise, "clipping_norm": config.dp_clip,
+            "sample_rate": rate, "rounds": rounds, "accountant": "rdp (Opacus)",
+            "mechanism": "server-side fixed clipping (Flower), unweighted FedAvg, Gaussian noise"}
 
 
 def _weighted_mean(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -172,9 +218,10 @@ def run_server(config: FederatedConfig, address: str) -> FederatedResult:
         fraction_fit=config.fraction_fit, fraction_evaluate=1.0, min_fit_clients=fit_clients,
         min_evaluate_clients=config.clients, min_available_clients=config.clients,
         fit_metrics_aggregation_fn=_sum, evaluate_metrics_aggregation_fn=_weighted_mean)
-    if config.dp_noise is not None or config.dp_clip is not None:
+    if config.private:
         if config.dp_noise is None or config.dp_clip is None:
             raise ConfigError("dp_noise and dp_clip go together (the noise is dp_noise * dp_clip)")
+        federated_privacy(config, config.rounds)  # refuses a bad delta before any client waits
         strategy = DifferentialPrivacyServerSideFixedClipping(strategy, noise_multiplier=config.dp_noise,
                                                               clipping_norm=config.dp_clip,
                                                               num_sampled_clients=fit_clients)
@@ -187,7 +234,12 @@ def run_server(config: FederatedConfig, address: str) -> FederatedResult:
             for r, value in values:
                 if 1 <= r <= config.rounds:
                     rounds[r - 1][key] = value
-    return FederatedResult(rounds, config.model_dump(), round(time.perf_counter() - started, 2))
+    privacy = None
+    if config.private:
+        for r in rounds:  # the budget spent so far, round by round
+            r["epsilon"] = federated_privacy(config, r["round"])["epsilon"]
+        privacy = federated_privacy(config, config.rounds)
+    return FederatedResult(rounds, config.model_dump(), round(time.perf_counter() - started, 2), privacy)
 
 
 def federate(config: FederatedConfig, data_dir: str | Path | None = None, port: int | None = None) -> FederatedResult:
@@ -237,5 +289,5 @@ def _quiet_flower() -> None:
     logging.getLogger("flwr").setLevel(logging.ERROR)
 
 
-__all__ = ["FederatedConfig", "FederatedResult", "RecClient", "client_of_users", "client_split", "federate",
-           "run_client", "run_server"]
+__all__ = ["FederatedConfig", "FederatedResult", "RecClient", "client_of_users", "client_split", "dp_epsilon",
+           "federate", "federated_privacy", "run_client", "run_server"]
