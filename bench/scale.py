@@ -3,6 +3,7 @@
 Usage: python bench/scale.py --part prepare [--events 10000000,50000000] [--engines memory,duckdb]
        python bench/scale.py --part eval  [--items 10000,100000,1000000] [--users 2000,8000,32000]
        python bench/scale.py --part train [--processes 1,2] [--epochs 3]
+       python bench/scale.py --part encode [--catalogues 1000000,5000000] [--modes memory,chunked]
        python bench/scale.py --table | --plot   (docs/images/scale.png)
 
 (a) ``prepare``: ``lmrec datasets prepare`` of a generated log (Parquet: string user and item ids, unix
@@ -15,6 +16,11 @@ users; users per second and the peak resident memory of a fresh process per conf
 (d) ``train``: SASRec training samples (windows) per second on 1 and 2 processes (torchrun, gloo,
 DistributedDataParallel) with the same global batch, synthetic sequences; every process gets
 ``cores / processes`` threads.
+(b') ``encode``: a catalogue's item texts (title + ~250-character description per item) into the embedding
+cache, 384-d (MiniLM's width; the hashing encoder, so that the pipeline's memory is measured, not a
+language model's speed): the whole item table loaded and encoded at once (``Prepared.load`` + ``item_vectors``,
+what training does) against ``lmrec encode --prepared DIR`` (``ItemTextChunks``: 65,536 items at a time into
+the memory-mapped entry); seconds and peak resident memory of a fresh process per run.
 
 Retrieval at 100k and 1M items (b) is measured by bench/retrieval.py. Results are merged into
 bench/results/scale.json (stamped with commit, machine, date).
@@ -101,6 +107,70 @@ def prepare_child(n_events: int, engine: str, home: Path, memory_limit: str) -> 
             "kept_events": stats["dataset"]["interactions"], "users": stats["dataset"]["users"],
             "items": stats["dataset"]["items"], "test_events": stats["split"]["test"]["interactions"],
             "output_mb": round(out_mb, 1)}
+
+
+# --- (b') encoding a catalogue -----------------------------------------------------------------------------------
+ENCODE_DIM = 384
+WORDS = np.array("pen ink paper desk lamp chair board marker clip folder stapler tape glue scissors ruler "
+                 "notebook envelope label printer toner cable charger stand drawer shelf organiser red blue "
+                 "green black white large small classic premium refill pack set of two three ten".split())
+
+
+def write_catalogue(n_items: int, home: Path) -> Path:
+    """A prepared dataset (out-of-core engine) of ``n_items`` items with text, one event per item and user."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lmrec.data.prepared import PrepareConfig, prepare_on_disk
+
+    folder = home / f"catalogue-{n_items}"
+    done = folder / "prepared.txt"
+    if done.is_file():
+        return Path(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    chunk = 500_000
+    with pq.ParquetWriter(folder / "items.parquet", pa.schema([("item_id", pa.string()), ("title", pa.string()),
+                                                               ("description", pa.string())])) as writer:
+        for start in range(0, n_items, chunk):
+            n = min(chunk, n_items - start)
+            words = WORDS[rng.integers(0, len(WORDS), (n, 45))]
+            writer.write_table(pa.table({
+                "item_id": [f"i{i}" for i in range(start, start + n)],
+                "title": [" ".join(w[:4]) + f" {i}" for i, w in zip(range(start, start + n), words)],
+                "description": [" ".join(w[4:]) for w in words]}))
+    users = np.arange(n_items) // 5  # five items per user: every item once, users of five events
+    pq.write_table(pa.table({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in range(n_items)],
+                             "timestamp": np.arange(n_items, dtype=np.int64)}), folder / "log.parquet")
+    (folder / "lmrec.yaml").write_text("interactions: log.parquet\nitems: items.parquet\ncolumns: {user: user_id, "
+                                       "item: item_id, time: timestamp}\nitem_columns: {id: item_id}\n")
+    path = prepare_on_disk(PrepareConfig(dataset=folder.name, split="loo"), data_dir=home, cache_dir=folder / "cache",
+                           engine="duckdb")
+    done.write_text(str(path))
+    return path
+
+
+def encode_child(n_items: int, mode: str, home: Path) -> dict[str, Any]:
+    import tempfile
+
+    from lmrec.data.prepared import Prepared
+    from lmrec.text import EmbeddingCache, HashingEncoder
+    from lmrec.text.texts import ItemTextChunks, encode_item_chunks, item_vectors
+
+    path = Path((home / f"catalogue-{n_items}" / "prepared.txt").read_text())
+    encoder = HashingEncoder(ENCODE_DIM)
+    with tempfile.TemporaryDirectory(dir=home) as cache_dir:
+        cache = EmbeddingCache(cache_dir)
+        started = time.perf_counter()
+        if mode == "memory":
+            _, has_text = item_vectors(Prepared.load(path).items, encoder, None, cache)
+        else:
+            _, has_text = encode_item_chunks(ItemTextChunks(path, rows=65_536), encoder, cache)
+        seconds = time.perf_counter() - started
+        entry_mb = sum(f.stat().st_size for f in Path(cache_dir).rglob("emb.npy")) / 2**20
+    return {"part": "encode", "items": n_items, "engine": mode, "seconds": round(seconds, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "dim": ENCODE_DIM, "items_with_text": int(has_text.sum()),
+            "entry_mb": round(entry_mb, 1)}
 
 
 # --- (c) evaluation ---------------------------------------------------------------------------------------------
@@ -198,6 +268,10 @@ def table() -> str:
         rows.append(f"| {r['events']:,} | {engine} | failed: {r['failed']} | | | | |" if "failed" in r else
                     f"| {r['events']:,} | {engine} | {r['seconds']:,} | {r['peak_rss_mb']:,} | {r['kept_events']:,} | "
                     f"{r['users']:,} | {r['items']:,} |")
+    rows += ["", "| catalogue items | item table | seconds | peak RSS (MB) | cache entry (MB) |", "|---|---|---|---|---|"]
+    rows += [f"| {r['items']:,} | {r['engine']} | failed: {r['failed']} | | |" if "failed" in r else
+             f"| {r['items']:,} | {r['engine']} | {r['seconds']:,} | {r['peak_rss_mb']:,} | {r['entry_mb']:,} |"
+             for r in records if r["part"] == "encode"]
     rows += ["", "| items | users | users/s | peak RSS (MB) |", "|---|---|---|---|"]
     rows += [f"| {r['items']:,} | {r['users']:,} | {r['users_per_s']:,} | {r['peak_rss_mb']:,} |"
              for r in records if r["part"] == "eval"]
@@ -251,13 +325,15 @@ def plot() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["prepare", "eval", "train"])
+    ap.add_argument("--part", choices=["prepare", "encode", "eval", "train"])
     ap.add_argument("--events", default="10000000,50000000")
     ap.add_argument("--engines", default="memory,duckdb")
     ap.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit in the out-of-core runs")
     ap.add_argument("--home", type=Path, default=Path("/tmp/lmrec-scale-data"), help="where generated logs go")
     ap.add_argument("--items", default="10000,100000,1000000")
     ap.add_argument("--users", default="2000,8000,32000")
+    ap.add_argument("--catalogues", default="1000000,5000000", help="items per catalogue for --part encode")
+    ap.add_argument("--modes", default="memory,chunked", help="--part encode: memory (whole table) | chunked")
     ap.add_argument("--processes", default="1,2")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--table", action="store_true")
@@ -265,12 +341,16 @@ def main() -> None:
     ap.add_argument("--eval-child", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--prepare-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--train-child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--encode-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.prepare_child:
         print(json.dumps(prepare_child(int(args.prepare_child[0]), args.prepare_child[1], args.home, args.memory_limit)))
         return
     if args.eval_child:
         print(json.dumps(eval_child(*args.eval_child)))
+        return
+    if args.encode_child:
+        print(json.dumps(encode_child(int(args.encode_child[0]), args.encode_child[1], args.home)))
         return
     if args.train_child:
         train_child(args.epochs, args.train_child)
@@ -291,6 +371,19 @@ def main() -> None:
                                       text=True, env={**os.environ, "LMREC_PROGRESS": "0"})
                 if done.returncode:  # e.g. the in-memory engine killed for memory: recorded, not hidden
                     records.append({"part": "prepare", "events": n_events, "engine": engine, "failed":
+                                    f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ''}"})
+                else:
+                    records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(records[-1], flush=True)
+    elif args.part == "encode":
+        for n_items in (int(x) for x in args.catalogues.split(",")):
+            write_catalogue(n_items, args.home)
+            for mode in args.modes.split(","):
+                done = subprocess.run([sys.executable, __file__, "--encode-child", str(n_items), mode, "--home",
+                                       str(args.home)], capture_output=True, text=True,
+                                      env={**os.environ, "LMREC_PROGRESS": "0"})
+                if done.returncode:  # e.g. the whole-table path killed for memory: recorded, not hidden
+                    records.append({"part": "encode", "items": n_items, "engine": mode, "failed":
                                     f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ''}"})
                 else:
                     records.append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -436,7 +436,7 @@ def recommend(
 
 @app.command()
 def encode(
-    dataset: str = typer.Option(..., help="Dataset whose item texts to encode."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset whose item texts to encode."),
     encoder: str = typer.Option("minilm", help="Text encoder (minilm, hash, st:NAME, a Hugging Face id or folder)."),
     template: Optional[str] = typer.Option(None, help="Item text template (default: the dataset's descriptive fields)."),
     batch_size: int = typer.Option(64, help="Texts per batch."),
@@ -448,11 +448,16 @@ def encode(
                                           "or per GPU)."),
     address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster (e.g. auto, or "
                                           "ray://HOST:10001; default: a running one, else a local one)."),
+    prepared: Optional[Path] = typer.Option(None, help="Instead of --dataset: a prepared dataset's folder (as "
+                                            "`lmrec datasets prepare` prints), its item table read --chunk items "
+                                            "at a time: for catalogues whose text does not fit in memory.",
+                                            file_okay=False),
+    chunk: int = typer.Option(65_536, min=1, help="With --prepared: items read and encoded at a time."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Encode a dataset's item texts into the embedding cache (only texts not cached yet are encoded)."""
     info = pipeline.encode_items(dataset, encoder, template, batch_size, max_length, float16, data_dir,
-                                 engine, workers, address)  # type: ignore[arg-type]
+                                 engine, workers, address, prepared, chunk)  # type: ignore[arg-type]
     out.print(f"{info['items_with_text']:,} of {info['items']:,} items encoded with {info['encoder']} "
               f"(dim {info['dim']}) in {info['seconds']:.2f} s; template {info['template']!r}")
     out.print(f"cache: {info['cache']}")

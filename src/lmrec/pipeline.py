@@ -36,7 +36,7 @@ from lmrec.registry import create, load_model
 from lmrec.retrieval import KINDS as RETRIEVAL_KINDS
 from lmrec.text.cache import EmbeddingCache
 from lmrec.text.encoder import DEFAULT_ENCODER, TextEncoder, load_encoder
-from lmrec.text.texts import default_template, item_vectors
+from lmrec.text.texts import ItemTextChunks, default_template, encode_item_chunks, item_vectors
 from lmrec.train import distributed
 from lmrec.transfer import pretrain, transfer, transfer_grid
 
@@ -147,14 +147,20 @@ def recommend_from_text(
 
 
 def encode_items(
-    dataset: str, encoder: str = DEFAULT_ENCODER, template: str | None = None, batch_size: int = 64,
+    dataset: str | None, encoder: str = DEFAULT_ENCODER, template: str | None = None, batch_size: int = 64,
     max_length: int = 128, float16: bool = False, data_dir: str | Path | None = None,
     engine: Literal["local", "ray"] = "local", workers: int | None = None, address: str | None = None,
+    prepared: str | Path | None = None, chunk: int = 65_536,
 ) -> dict[str, Any]:
     """Encode a dataset's item texts into the embedding cache; returns what was done. ``engine="ray"`` encodes
     on the Ray cluster at ``address`` (default: a running one, else a local one) with ``workers`` encoders;
-    the cache entry is the one the local engine writes."""
-    ds = load_dataset(dataset, data_dir)
+    the cache entry is the one the local engine writes.
+
+    ``prepared``: a prepared dataset's folder instead of a dataset name: its item table is read ``chunk`` items
+    at a time and the entry written chunk by chunk (memory bounded by a chunk, for catalogues whose text does
+    not fit in memory); it is the entry models trained on that preparation read."""
+    if (dataset is None) == (prepared is None):
+        raise ConfigError("give a dataset name or --prepared FOLDER (one of them)")
     options = {"batch_size": batch_size, "max_length": max_length}
     if engine == "ray":
         enc: TextEncoder = RayEncoder(encoder, options, workers=workers, address=address)
@@ -162,13 +168,25 @@ def encode_items(
         enc = load_encoder(encoder, **options)
     else:
         raise ConfigError(f"engine: {engine!r} is not one of local, ray")
-    template = template or default_template(ds.items)
     cache = EmbeddingCache()
+    dtype = "float16" if float16 else "float32"
     started = time.perf_counter()
-    _, has_text = item_vectors(ds.items, enc, template, cache, dtype="float16" if float16 else "float32")
-    return {"dataset": dataset, "encoder": encoder, "fingerprint": enc.fingerprint, "dim": enc.dim,
+    if prepared is not None:
+        folder = Path(prepared)
+        if not (folder / "meta.json").is_file() or not (folder / "items.parquet").is_file():
+            raise ConfigError(f"{folder} is not a prepared dataset folder (lmrec datasets prepare prints one)")
+        chunks = ItemTextChunks(folder, template, chunk)
+        _, has_text = encode_item_chunks(chunks, enc, cache, dtype=dtype)
+        name, template = json.loads((folder / "meta.json").read_text())["dataset"], chunks.template
+    else:
+        assert dataset is not None
+        ds = load_dataset(dataset, data_dir)
+        name, template = dataset, template or default_template(ds.items)
+        _, has_text = item_vectors(ds.items, enc, template, cache, dtype=dtype)
+    return {"dataset": name, "encoder": encoder, "fingerprint": enc.fingerprint, "dim": enc.dim,
             "template": template, "items": len(has_text), "items_with_text": int(has_text.sum()),
-            "seconds": time.perf_counter() - started, "cache": str(cache.root)}
+            "seconds": time.perf_counter() - started, "cache": str(cache.root),
+            "chunk": chunk if prepared is not None else None}
 
 
 def demo(data_dir: str | Path | None = None, download: bool = True, runs_dir: str | Path = "runs",

@@ -187,6 +187,11 @@ class UserTable(FieldTable):
     kind = "user"
 
 
+def template_fields(template: str, fields: Sequence[str]) -> list[str]:
+    """The fields ``template`` reads, in order (each once); an error names a field not in ``fields``."""
+    return list(dict.fromkeys(f for _, f in _parse_template(template, list(fields)) if f))
+
+
 def _parse_template(template: str, fields: list[str]) -> list[tuple[str, str | None]]:
     """Split a template into (literal before, field) pieces; a final (literal, None) holds the tail."""
     pieces: list[tuple[str, str | None]] = []

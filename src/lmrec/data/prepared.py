@@ -286,7 +286,9 @@ def write_prepared(out: Path, config: PrepareConfig, key: str, split: Split, ite
 def write_tables(tmp: Path, config: PrepareConfig, key: str, items: ItemTable, users: UserTable | None,
                  stats: dict[str, Any], digests: dict[str, str], split: SplitMeta) -> None:
     """Everything of a prepared dataset but ``interactions.parquet`` (whichever engine wrote that)."""
-    pd.DataFrame({f: items[f] for f in items.fields}).astype(str).to_parquet(tmp / "items.parquet", index=False)
+    # row groups of 64k items: ItemTextChunks reads a catalogue a bounded piece at a time
+    pd.DataFrame({f: items[f] for f in items.fields}).astype(str).to_parquet(tmp / "items.parquet", index=False,
+                                                                          row_group_size=65_536)
     if users is not None:
         pd.DataFrame({f: users[f] for f in users.fields}).astype(str).to_parquet(tmp / "users.parquet", index=False)
     (tmp / "idmaps.json").write_text(json.dumps({"users": split.users.to_list(), "items": split.items.to_list()}))

@@ -25,16 +25,16 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from lmrec import __version__
-from lmrec.errors import LmrecError
+from lmrec.errors import DataError, LmrecError
 from lmrec.fsutil import atomic_dir
 from lmrec.progress import logger
 from lmrec.settings import cache_home
@@ -52,12 +52,21 @@ def text_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.array([hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts], dtype="S16")
 
 
-def entry_key(fingerprint: str, template: str, texts: Sequence[str]) -> str:
+def _key_hasher(fingerprint: str, template: str) -> Any:
     h = hashlib.sha256()
     h.update(fingerprint.encode())
     h.update(b"\x00" + template.encode() + b"\x00")
+    return h
+
+
+def _add_texts(h: Any, texts: Iterable[str]) -> None:
     for t in texts:
         h.update(hashlib.blake2b(t.encode(), digest_size=16).digest())
+
+
+def entry_key(fingerprint: str, template: str, texts: Sequence[str]) -> str:
+    h = _key_hasher(fingerprint, template)
+    _add_texts(h, texts)
     return h.hexdigest()
 
 
@@ -106,11 +115,59 @@ class EmbeddingCache:
         with atomic_dir(folder, replace=False) as tmp:  # same key, same content: a racing writer may win
             np.save(tmp / "emb.npy", vectors.astype(dtype))
             norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(0)
-            meta = {"fingerprint": fingerprint, "dim": int(vectors.shape[1]), "count": int(len(vectors)),
-                    "dtype": dtype, "normalised": bool(np.allclose(norms, 1.0, atol=1e-3)), "template": template,
-                    "encoder": repr(encoder), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "lmrec_version": __version__}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            self._write_meta(tmp, fingerprint, template, dtype, encoder, vectors.shape,
+                             bool(np.allclose(norms, 1.0, atol=1e-3)))
+
+    @staticmethod
+    def _write_meta(folder: Path, fingerprint: str, template: str, dtype: StoreDtype, encoder: TextEncoder,
+                    shape: tuple[int, ...], normalised: bool) -> None:
+        meta = {"fingerprint": fingerprint, "dim": int(shape[1]), "count": int(shape[0]), "dtype": dtype,
+                "normalised": normalised, "template": template, "encoder": repr(encoder),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "lmrec_version": __version__}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    def encode_chunks(self, encoder: TextEncoder, chunks: Callable[[], Iterable[Sequence[str]]], template: str = "",
+                      dtype: StoreDtype = "float32") -> np.ndarray:
+        """The entry ``encode`` would give for all the texts of ``chunks()`` one after another (same key, same
+        vectors), built a chunk at a time: memory is bounded by one chunk's texts and vectors, whatever the
+        total, and the entry is written straight into its memory-mapped file. ``chunks`` is called twice (the
+        key needs every text before anything is encoded), so it must give the same texts both times. The
+        per-encoder pool is neither read nor extended here: for a catalogue this size it would be the whole
+        catalogue's vectors in memory (so every text is encoded, none looked up)."""
+        fingerprint = encoder.fingerprint
+        hasher, count = _key_hasher(fingerprint, template), 0
+        for texts in chunks():
+            texts = check_texts(texts)
+            _add_texts(hasher, texts)
+            count += len(texts)
+        if count == 0:
+            raise DataError("no texts to encode")
+        folder = self.entry_dir(hasher.hexdigest())
+        if folder.exists():
+            try:
+                return self._load(folder, fingerprint, count, dtype)
+            except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+                logger.warning("embedding cache entry %s is unreadable (%s); rebuilding it", folder, exc)
+                shutil.rmtree(folder, ignore_errors=True)
+        with atomic_dir(folder, replace=False) as tmp:
+            emb = np.lib.format.open_memmap(tmp / "emb.npy", mode="w+", dtype=dtype, shape=(count, encoder.dim))
+            done, normalised = 0, True
+            for texts in chunks():
+                if not texts:  # e.g. a chunk of items without text
+                    continue
+                vectors = np.asarray(encoder.encode(list(texts)), dtype=np.float32)
+                if vectors.shape != (len(texts), encoder.dim) or done + len(vectors) > count:
+                    raise CacheError(f"the texts changed between the two passes, or the encoder returned shape "
+                                     f"{vectors.shape} for {len(texts)} texts")
+                emb[done:done + len(vectors)] = vectors
+                normalised &= bool(np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3))
+                done += len(vectors)
+            if done != count:
+                raise CacheError(f"the texts changed between the two passes ({count} then {done})")
+            emb.flush()
+            del emb
+            self._write_meta(tmp, fingerprint, template, dtype, encoder, (count, encoder.dim), normalised)
+        return self._load(folder, fingerprint, count, dtype)
 
     # --- pool of every text this encoder has encoded -------------------------------------------------------
     def _pool_dir(self, fingerprint: str) -> Path:

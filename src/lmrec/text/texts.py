@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from lmrec.data.items import FIELD_LABELS, ItemTable, UserTable, template_over
+from lmrec.data.idmap import IdMap
+from lmrec.data.items import FIELD_LABELS, ItemTable, UserTable, template_fields, template_over
 from lmrec.errors import ConfigError
+from lmrec.progress import progress
 from lmrec.text.cache import EmbeddingCache, StoreDtype
 from lmrec.text.encoder import TextEncoder, load_encoder
 
@@ -33,6 +38,57 @@ def item_vectors(items: ItemTable, encoder: TextEncoder, template: str | None = 
         cache = cache or EmbeddingCache()
         vectors[has_text] = cache.encode(encoder, [t for t in texts if t], template=template, dtype=dtype)
     return vectors, has_text
+
+
+class ItemTextChunks:
+    """The rendered texts of a prepared dataset's items (folder ``path``), read ``rows`` items at a time from
+    its ``items.parquet`` (only the fields the template reads), for catalogues whose text does not fit in
+    memory. Iterating gives ``(has_text bool [rows], the non-empty texts)`` per chunk, in item order: what
+    ``item_vectors`` renders from the whole table, a piece at a time."""
+
+    def __init__(self, path: str | Path, template: str | None = None, rows: int = 65_536):
+        if rows < 1:
+            raise ConfigError(f"rows per chunk must be at least 1, not {rows}")
+        path = Path(path)
+        meta = json.loads((path / "meta.json").read_text()).get("items", {})
+        self.file = pq.ParquetFile(path / "items.parquet")
+        names = self.file.schema_arrow.names
+        header = ItemTable(IdMap([], name="item"), {n: [] for n in names}, template=meta.get("template"),
+                           title_field=meta.get("title_field"))
+        self.template = template or default_template(header)
+        self.columns = template_fields(self.template, names)
+        self.rows, self.items = rows, self.file.metadata.num_rows
+
+    def __len__(self) -> int:
+        return -(-self.items // self.rows)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[str]]]:
+        for batch in self.file.iter_batches(batch_size=self.rows, columns=self.columns):
+            chunk = ItemTable(IdMap(range(batch.num_rows), name="item"),
+                              {c: batch.column(c).to_numpy(zero_copy_only=False) for c in self.columns})
+            texts = chunk.render(self.template)
+            yield np.array([bool(t) for t in texts], dtype=bool), [t for t in texts if t]
+
+
+def encode_item_chunks(chunks: ItemTextChunks, encoder: TextEncoder, cache: EmbeddingCache | None = None,
+                       dtype: StoreDtype = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """``(the cache entry's vectors [items with text, dim], memory-mapped; has_text bool [n_items])``: the entry
+    ``item_vectors`` reads for the same items and template, written a chunk at a time."""
+    cache = cache or EmbeddingCache()
+    masks: list[np.ndarray] = []
+    passes = 0
+
+    def texts() -> Iterator[list[str]]:  # the cache reads the chunks twice: keys first, then to encode
+        nonlocal passes
+        passes += 1
+        desc = "reading item texts" if passes == 1 else "encoding items"
+        for has, chunk in progress(chunks, desc, total=len(chunks), unit="chunk"):
+            if passes == 1:
+                masks.append(has)
+            yield chunk
+
+    vectors = cache.encode_chunks(encoder, texts, template=chunks.template, dtype=dtype)
+    return vectors, np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
 
 
 def new_item_vectors(items: ItemTable, new: np.ndarray, encoder: TextEncoder, template: str | None = None,
