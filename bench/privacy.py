@@ -2,7 +2,8 @@
 epsilon (user level), against the same models trained without privacy.
 
 Usage: LMREC_DATA=../shared/data python bench/privacy.py --dataset movielens-100k
-           [--models sasrec,textseq] [--epsilons inf,8,4,2,1] [--set model.key=value ...]
+           [--models sasrec,textseq,transfer-adapter] [--epsilons inf,8,4,2,1] [--set model.key=value ...]
+           [--base runs/transfer-base]   (transfer-adapter: the artifact of ``bench/transfer.py pretrain``)
        python bench/privacy.py --table | --plot
 
 Protocol. The dataset's users are split at random (seed 0) into members (80%) and non-members (20%).
@@ -36,6 +37,8 @@ from lmrec.data.split import Split
 from lmrec.eval import Evaluator
 from lmrec.privacy import membership_attack, sequence_losses
 from lmrec.registry import create
+from lmrec.transfer import PretrainedArtifact
+from lmrec.transfer.workflow import mode_params
 
 RESULTS = Path(__file__).parent / "results" / "privacy.json"
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "privacy_utility.png"
@@ -56,7 +59,11 @@ MODELS: dict[str, dict[str, Any]] = {
     "textseq": {},  # the language-model vectors are frozen inputs: what they know costs no privacy budget
     # only the adaptor learns (the transformer stays at its random initialisation)
     "textseq-adaptor": {"model": "textseq", "freeze": ["encoder"]},
+    # the pretrained transfer model (bench/transfer.py pretrain: Beauty + Arts + Office) with only its adapter
+    # (adaptor + layer norms) trained on the target: the transformer's pretrained knowledge costs no budget
+    "transfer-adapter": {"model": "textseq", "transfer": "adapter"},
 }
+BASE = Path("runs/transfer-base")  # --base: the pretrained artifact transfer-adapter starts from
 
 
 def members_split(n_users: int, seed: int = 0) -> np.ndarray:
@@ -65,7 +72,7 @@ def members_split(n_users: int, seed: int = 0) -> np.ndarray:
     return rng.random(n_users) < MEMBER_SHARE
 
 
-def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any]) -> dict[str, Any]:
+def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any], base: Path = BASE) -> dict[str, Any]:
     p = prepare(PrepareConfig(dataset=dataset, split=SPLITS[dataset]))
     split = p.split
     member = members_split(split.n_users)
@@ -78,7 +85,10 @@ def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any]) -> d
     test = Evaluator(members, "test", ks=(10,))
     spec = dict(MODELS[name])
     model_name = spec.pop("model", name)
+    mode = spec.pop("transfer", None)
     params: dict[str, Any] = {**spec}
+    if mode is not None:  # the artifact's architecture and training settings, its weights, what mode trains
+        params.update(mode_params(base, PretrainedArtifact.load(base), mode))
     if math.isfinite(epsilon):
         params.update(PRIVATE)
         params.update(PRIVATE_BY_DATASET.get(dataset, {}))
@@ -175,6 +185,7 @@ def main() -> None:
     ap.add_argument("--models", default="sasrec,textseq")
     ap.add_argument("--epsilons", default="inf,8,4,2,1")
     ap.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE", help="config override")
+    ap.add_argument("--base", type=Path, default=BASE, help="pretrained artifact for transfer-adapter")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table and exit")
     ap.add_argument("--plot", action="store_true", help=f"draw {PLOT.name} from the results and exit")
     args = ap.parse_args()
@@ -191,7 +202,7 @@ def main() -> None:
         if name not in MODELS:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         for eps in (float(e) for e in args.epsilons.split(",")):
-            rec = run(args.dataset, name, eps, overrides.get(name, {}))
+            rec = run(args.dataset, name, eps, overrides.get(name, {}), args.base)
             print(json.dumps({k: v for k, v in rec.items() if k != "config"}, default=str), flush=True)
             merge([rec])
     print(f"wrote {RESULTS}")

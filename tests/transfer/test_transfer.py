@@ -255,3 +255,20 @@ def test_lm_prior_is_pretrained_transferred_and_checked(base, home, tmp_path):
     assert model.net_.prior is None
     with pytest.raises(ConfigError, match="lm_prior: pretrained False, now True"):
         transfer(tmp_path / "old", "gamma", "zero-shot", params={"lm_prior": True}, data_dir=home)
+
+
+def test_a_private_adapter_transfer_trains_only_the_adapter_and_records_its_epsilon(base, home):
+    """DP-SGD on the target (user level) over the adapter alone: the frozen pretrained parts are bit-identical
+    afterwards, the budget is spent as asked, and the transferred text knowledge still ranks the planted kind."""
+    out, _ = base
+    art = PretrainedArtifact.load(out)
+    model, run = transfer(out, "gamma", "adapter", params={"epochs": 3, "batch_size": 16,
+                                                            "privacy": {"epsilon": 4.0, "max_grad_norm": 1.0}},
+                          data_dir=home)
+    privacy = model.privacy_
+    assert privacy is not None and 3.9 < privacy["epsilon"] <= 4.0 and privacy["steps"] > 0
+    after = model.net_.state_dict()
+    frozen = [k for k in art.weights if k.startswith("encoder.") and "norm" not in k]
+    assert frozen and all(torch.equal(after[k], art.weights[k]) for k in frozen)
+    assert any(not torch.equal(after[k], art.weights[k]) for k in art.weights if k.startswith("adaptor."))
+    assert run.result.means()["recall@10"] >= 0.5  # chance: about 10 of 19 unseen items, 4 of them right
