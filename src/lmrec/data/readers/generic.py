@@ -160,13 +160,16 @@ def _normal_form(ids: np.ndarray) -> np.ndarray:
     """An id's spelling without the differences that often sneak in between two files: leading zeros, a
     trailing ".0" from a float column, surrounding spaces."""
     s = pd.Series(ids, dtype=str).str.strip().str.replace(r"\.0+$", "", regex=True).str.lstrip("0")
-    return s.where(s != "", "0").to_numpy()
+    return s.where(s != "", "0").to_numpy(dtype=str)  # strings, not objects: np.isin sorts them
 
 
 def _check_item_ids_match(item_ids: np.ndarray, item_file_ids: np.ndarray, path: Path, ipath: Path) -> None:
     """Stop when the two files spell the same items differently (``3`` vs ``003``, ``2`` vs ``2.0``): the
     items would silently get no text. Warn when few interaction items have a row in the item file."""
-    used = np.unique(item_ids)
+    # both as fixed-width strings: np.isin of an object array against strings compares pair by pair (O(n m):
+    # minutes at 100k items, hours at 1M), of two string arrays it sorts
+    used = np.unique(np.asarray(item_ids, dtype=str))
+    item_file_ids = np.asarray(item_file_ids, dtype=str)
     known = np.isin(used, item_file_ids)
     if known.all():
         return
