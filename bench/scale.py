@@ -323,6 +323,16 @@ def plot() -> str:
     return f"wrote {PLOT}"
 
 
+def child(args: list[str], what: dict[str, Any]) -> dict[str, Any]:
+    """This script's record from a fresh process (its peak memory is that run's alone); a run that fails (e.g.
+    killed for memory) is recorded as failed, not hidden."""
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          env={**os.environ, "LMREC_PROGRESS": "0"})
+    if done.returncode:
+        return {**what, "failed": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ''}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["prepare", "encode", "eval", "train"])
@@ -366,27 +376,16 @@ def main() -> None:
         for n_events in (int(x) for x in args.events.split(",")):
             write_log(n_events, args.home)
             for engine in args.engines.split(","):
-                done = subprocess.run([sys.executable, __file__, "--prepare-child", str(n_events), engine, "--home",
-                                       str(args.home), "--memory-limit", args.memory_limit], capture_output=True,
-                                      text=True, env={**os.environ, "LMREC_PROGRESS": "0"})
-                if done.returncode:  # e.g. the in-memory engine killed for memory: recorded, not hidden
-                    records.append({"part": "prepare", "events": n_events, "engine": engine, "failed":
-                                    f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ''}"})
-                else:
-                    records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                records.append(child(["--prepare-child", str(n_events), engine, "--home", str(args.home),
+                                      "--memory-limit", args.memory_limit],
+                                     {"part": "prepare", "events": n_events, "engine": engine}))
                 print(records[-1], flush=True)
     elif args.part == "encode":
         for n_items in (int(x) for x in args.catalogues.split(",")):
             write_catalogue(n_items, args.home)
             for mode in args.modes.split(","):
-                done = subprocess.run([sys.executable, __file__, "--encode-child", str(n_items), mode, "--home",
-                                       str(args.home)], capture_output=True, text=True,
-                                      env={**os.environ, "LMREC_PROGRESS": "0"})
-                if done.returncode:  # e.g. the whole-table path killed for memory: recorded, not hidden
-                    records.append({"part": "encode", "items": n_items, "engine": mode, "failed":
-                                    f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:] or ''}"})
-                else:
-                    records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                records.append(child(["--encode-child", str(n_items), mode, "--home", str(args.home)],
+                                     {"part": "encode", "items": n_items, "engine": mode}))
                 print(records[-1], flush=True)
     elif args.part == "eval":
         for n_items in (int(x) for x in args.items.split(",")):
