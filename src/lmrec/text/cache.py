@@ -87,15 +87,23 @@ class EmbeddingCache:
         fingerprint = encoder.fingerprint
         key = entry_key(fingerprint, template, texts)
         folder = self.entry_dir(key)
-        if folder.exists():
-            try:
-                return self._load(folder, fingerprint, len(texts), dtype)
-            except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:  # unreadable: ours to rebuild
-                logger.warning("embedding cache entry %s is unreadable (%s); rebuilding it", folder, exc)
-                shutil.rmtree(folder, ignore_errors=True)
+        cached = self._cached(folder, fingerprint, len(texts), dtype)
+        if cached is not None:
+            return cached
         vectors = self._encode_with_pool(encoder, texts)
         self._write_entry(folder, vectors, fingerprint, template, dtype, encoder)
         return self._load(folder, fingerprint, len(texts), dtype)
+
+    def _cached(self, folder: Path, fingerprint: str, count: int, dtype: StoreDtype) -> np.ndarray | None:
+        """The entry at ``folder`` if there is one; an unreadable one is removed (ours to rebuild) and None."""
+        if not folder.exists():
+            return None
+        try:
+            return self._load(folder, fingerprint, count, dtype)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            logger.warning("embedding cache entry %s is unreadable (%s); rebuilding it", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
 
     # --- entries ------------------------------------------------------------------------------------------
     def _load(self, folder: Path, fingerprint: str, count: int, dtype: StoreDtype) -> np.ndarray:
@@ -143,12 +151,9 @@ class EmbeddingCache:
         if count == 0:
             raise DataError("no texts to encode")
         folder = self.entry_dir(hasher.hexdigest())
-        if folder.exists():
-            try:
-                return self._load(folder, fingerprint, count, dtype)
-            except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-                logger.warning("embedding cache entry %s is unreadable (%s); rebuilding it", folder, exc)
-                shutil.rmtree(folder, ignore_errors=True)
+        cached = self._cached(folder, fingerprint, count, dtype)
+        if cached is not None:
+            return cached
         with atomic_dir(folder, replace=False) as tmp:
             emb = np.lib.format.open_memmap(tmp / "emb.npy", mode="w+", dtype=dtype, shape=(count, encoder.dim))
             done, normalised = 0, True
