@@ -4,6 +4,7 @@ Usage: python bench/scale.py --part prepare [--events 10000000,50000000] [--engi
        python bench/scale.py --part eval  [--items 10000,100000,1000000] [--users 2000,8000,32000]
        python bench/scale.py --part train [--processes 1,2] [--epochs 3]
        python bench/scale.py --part encode [--catalogues 1000000,5000000] [--modes memory,chunked]
+       python bench/scale.py --part load [--catalogues 1000000]   (Prepared.load: text read when first used)
        python bench/scale.py --table | --plot   (docs/images/scale.png)
 
 (a) ``prepare``: ``lmrec datasets prepare`` of a generated log (Parquet: string user and item ids, unix
@@ -173,6 +174,20 @@ def encode_child(n_items: int, mode: str, home: Path) -> dict[str, Any]:
             "entry_mb": round(entry_mb, 1)}
 
 
+def load_child(n_items: int, reads: str, home: Path) -> dict[str, Any]:
+    """Load the prepared catalogue as training and serving do; read no text (an ID model), the titles (the
+    service's display names) or every text field (a text model, or the whole table as loads did before)."""
+    from lmrec.data.prepared import Prepared
+
+    path = Path((home / f"catalogue-{n_items}" / "prepared.txt").read_text())
+    started = time.perf_counter()
+    items = Prepared.load(path).items
+    for field in {"none": [], "titles": [items.display_field], "all": items.fields}[reads]:
+        items[field]
+    return {"part": "load", "items": n_items, "engine": f"text read: {reads}",
+            "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
 # --- (c) evaluation ---------------------------------------------------------------------------------------------
 def eval_child(n_items: int, n_users: int) -> dict[str, Any]:
     from lmrec.data import IdMap, Interactions
@@ -272,6 +287,10 @@ def table() -> str:
     rows += [f"| {r['items']:,} | {r['engine']} | failed: {r['failed']} | | |" if "failed" in r else
              f"| {r['items']:,} | {r['engine']} | {r['seconds']:,} | {r['peak_rss_mb']:,} | {r['entry_mb']:,} |"
              for r in records if r["part"] == "encode"]
+    rows += ["", "| catalogue items | Prepared.load, then | seconds | peak RSS (MB) |", "|---|---|---|---|"]
+    rows += [f"| {r['items']:,} | {r['engine']} | failed: {r['failed']} | |" if "failed" in r else
+             f"| {r['items']:,} | {r['engine']} | {r['seconds']:,} | {r['peak_rss_mb']:,} |"
+             for r in records if r["part"] == "load"]
     rows += ["", "| items | users | users/s | peak RSS (MB) |", "|---|---|---|---|"]
     rows += [f"| {r['items']:,} | {r['users']:,} | {r['users_per_s']:,} | {r['peak_rss_mb']:,} |"
              for r in records if r["part"] == "eval"]
@@ -335,7 +354,7 @@ def child(args: list[str], what: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["prepare", "encode", "eval", "train"])
+    ap.add_argument("--part", choices=["prepare", "encode", "load", "eval", "train"])
     ap.add_argument("--events", default="10000000,50000000")
     ap.add_argument("--engines", default="memory,duckdb")
     ap.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit in the out-of-core runs")
@@ -352,6 +371,7 @@ def main() -> None:
     ap.add_argument("--prepare-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--train-child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--encode-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--load-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.prepare_child:
         print(json.dumps(prepare_child(int(args.prepare_child[0]), args.prepare_child[1], args.home, args.memory_limit)))
@@ -361,6 +381,9 @@ def main() -> None:
         return
     if args.encode_child:
         print(json.dumps(encode_child(int(args.encode_child[0]), args.encode_child[1], args.home)))
+        return
+    if args.load_child:
+        print(json.dumps(load_child(int(args.load_child[0]), args.load_child[1], args.home)))
         return
     if args.train_child:
         train_child(args.epochs, args.train_child)
@@ -387,6 +410,13 @@ def main() -> None:
                 records.append(child(["--encode-child", str(n_items), mode, "--home", str(args.home)],
                                      {"part": "encode", "items": n_items, "engine": mode}))
                 print(records[-1], flush=True)
+    elif args.part == "load":
+        for n_items in (int(x) for x in args.catalogues.split(",")):
+            write_catalogue(n_items, args.home)
+            for reads in ("none", "titles", "all"):
+                records.append(child(["--load-child", str(n_items), reads, "--home", str(args.home)],
+                                     {"part": "load", "items": n_items, "engine": f"text read: {reads}"}))
+                print(records[-1], flush=True)
     elif args.part == "eval":
         for n_items in (int(x) for x in args.items.split(",")):
             for n_users in (int(x) for x in args.users.split(",")):
@@ -400,7 +430,7 @@ def main() -> None:
             records.append(train_run(p, args.epochs))
             print(records[-1], flush=True)
     else:
-        raise SystemExit("choose --part eval or --part train (or --table)")
+        raise SystemExit("choose --part prepare, encode, load, eval or train (or --table / --plot)")
     merge(records)
     print(f"wrote {RESULTS}")
 

@@ -1,4 +1,5 @@
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -26,6 +27,24 @@ def test_prepare_round_trip_is_exact(home):
     assert again.stats == first.stats and again.config == first.config
     # users 1 and 2 both end on movie 3; user 3 has one rating and stays in train
     assert first.stats["split"]["test"] == {"interactions": 2, "users": 2, "items": 1}
+
+
+def test_a_loaded_item_table_reads_each_field_when_first_used(home, monkeypatch):
+    first = prepare(PrepareConfig(dataset="movielens-100k", split="loo"))
+    reads = []
+    real = prepared_module._read_column
+    monkeypatch.setattr(prepared_module, "_read_column", lambda file, column: reads.append(column) or real(file, column))
+    again = Prepared.load(first.path)
+    assert reads == [] and again.items.fields == first.items.fields
+    assert list(again.items.titles()) == list(first.items.titles()) and reads == ["title"]
+    # a copy for another process carries the values, not a path to read them from
+    clone = pickle.loads(pickle.dumps(again.items))
+    assert all(isinstance(clone._fields[f], np.ndarray) for f in clone.fields) and clone.equals(first.items)
+    # the prepared folder removed after loading: a field not read yet fails with a clear message
+    again = Prepared.load(first.path)
+    (first.path / "items.parquet").unlink()
+    with pytest.raises(DataError, match="prepare the dataset again"):
+        again.items.titles()
 
 
 def test_second_prepare_of_unchanged_source_is_a_no_op(home, monkeypatch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,8 @@ class FieldTable:
 
     def __init__(self, ids: IdMap, fields: Mapping[str, Sequence[Any] | np.ndarray] | None = None):
         self.ids = ids
-        self._fields: dict[str, np.ndarray] = {}
+        # a field's values, or what reads them on first use (``defer``)
+        self._fields: dict[str, np.ndarray | Callable[[], Sequence[Any] | np.ndarray]] = {}
         for name, values in (fields or {}).items():
             self[name] = values
 
@@ -43,10 +44,22 @@ class FieldTable:
             raise DataError(f"{self.kind} field {name!r} has {len(arr)} values for {len(self.ids)} {self.kind}s")
         self._fields[name] = arr
 
+    def defer(self, name: str, read: Callable[[], Sequence[Any] | np.ndarray]) -> None:
+        """Add field ``name`` whose values ``read()`` returns when the field is first used: a model that never
+        reads the text (an ID model on a large catalogue) never holds it in memory."""
+        self._fields[name] = read
+
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._fields:
             raise ConfigError(f"unknown {self.kind} field {name!r}; available: {', '.join(self.fields) or 'none'}")
-        return self._fields[name]
+        values = self._fields[name]
+        if callable(values):
+            self[name] = values()
+        return self._fields[name]  # type: ignore[return-value]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy sent to another process (Ray workers) carries the values, not a path that may not exist there
+        return {**vars(self), "_fields": {n: self[n] for n in self.fields}}
 
     def __contains__(self, name: str) -> bool:
         return name in self._fields
@@ -64,7 +77,7 @@ class FieldTable:
     def coverage(self) -> dict[str, float]:
         """Share of rows with a non-empty value, per field."""
         n = max(len(self), 1)
-        return {name: float((arr != "").sum()) / n for name, arr in self._fields.items()}
+        return {name: float((self[name] != "").sum()) / n for name in self.fields}
 
     def has_text(self, fields: Sequence[str] | None = None) -> np.ndarray:
         """Boolean mask ``[n]``: True where at least one of ``fields`` (default: all) is non-empty."""
@@ -77,7 +90,7 @@ class FieldTable:
     def subset(self, indices: np.ndarray) -> FieldTable:
         """Rows at ``indices`` (in that order) over the matching sub-map of ids."""
         idx = np.asarray(indices, dtype=np.int64)
-        out = type(self)(self.ids.subset(idx), {n: a[idx] for n, a in self._fields.items()})
+        out = type(self)(self.ids.subset(idx), {n: self[n][idx] for n in self.fields})
         out.__dict__.update({k: v for k, v in vars(self).items() if k not in ("ids", "_fields")})  # e.g. template
         return out
 
@@ -97,7 +110,7 @@ class FieldTable:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per id: ``id`` (raw) plus one column per field."""
-        return pd.DataFrame({"id": self.ids.to_list(), **{n: a for n, a in self._fields.items()}})
+        return pd.DataFrame({"id": self.ids.to_list(), **{n: self[n] for n in self.fields}})
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, ids: IdMap | None = None, id_column: str = "id") -> FieldTable:

@@ -11,11 +11,13 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from lmrec import __version__
@@ -114,10 +116,10 @@ class Prepared:
         split = Split(parts["train"], parts["valid"], parts["test"],
                       parts["context"] if meta["has_context"] else None, name=meta["split_name"],
                       notes=meta.get("notes", {}))
-        item_frame = pd.read_parquet(path / "items.parquet")
         item_meta = meta.get("items", {})
-        item_table = ItemTable(items, {c: item_frame[c].to_numpy(dtype=object) for c in item_frame.columns},
-                               template=item_meta.get("template"), title_field=item_meta.get("title_field"))
+        item_table = ItemTable(items, template=item_meta.get("template"), title_field=item_meta.get("title_field"))
+        for column in pq.read_schema(path / "items.parquet").names:  # each text field is read when first used
+            item_table.defer(column, partial(_read_column, path / "items.parquet", column))
         user_table = None
         if (path / "users.parquet").is_file():
             uf = pd.read_parquet(path / "users.parquet")
@@ -125,6 +127,16 @@ class Prepared:
         stats = json.loads((path / "stats.json").read_text())
         return cls(meta["dataset"], PrepareConfig.model_validate(meta["config"]), meta["key"], split,
                    item_table, user_table, stats, path)
+
+
+def _read_column(file: Path, column: str) -> np.ndarray:
+    """One column of a prepared table (its values were written as strings)."""
+    try:
+        table = pq.read_table(file, columns=[column])
+    except FileNotFoundError:
+        raise DataError(f"{file} is gone (was the prepared dataset removed after it was loaded?); prepare the "
+                        "dataset again") from None
+    return table.column(0).to_numpy(zero_copy_only=False)
 
 
 Engine = Literal["memory", "duckdb"]
