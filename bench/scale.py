@@ -3,7 +3,7 @@
 Usage: python bench/scale.py --part prepare [--events 10000000,50000000] [--engines memory,duckdb]
        python bench/scale.py --part eval  [--items 10000,100000,1000000] [--users 2000,8000,32000]
        python bench/scale.py --part train [--processes 1,2] [--epochs 3]
-       python bench/scale.py --part encode [--catalogues 1000000,5000000] [--modes memory,chunked]
+       python bench/scale.py --part encode [--catalogues 1000000,5000000] [--modes memory,training,chunked]
        python bench/scale.py --part load [--catalogues 1000000]   (Prepared.load: text read when first used)
        python bench/scale.py --table | --plot   (docs/images/scale.png)
 
@@ -156,6 +156,7 @@ def encode_child(n_items: int, mode: str, home: Path) -> dict[str, Any]:
 
     from lmrec.data.prepared import Prepared
     from lmrec.text import EmbeddingCache, HashingEncoder
+    from lmrec.text import texts as texts_module
     from lmrec.text.texts import ItemTextChunks, encode_item_chunks, item_vectors
 
     path = Path((home / f"catalogue-{n_items}" / "prepared.txt").read_text())
@@ -163,9 +164,12 @@ def encode_child(n_items: int, mode: str, home: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=home) as cache_dir:
         cache = EmbeddingCache(cache_dir)
         started = time.perf_counter()
-        if mode == "memory":
+        if mode == "memory":  # the whole table in memory, rendered and encoded in one go
+            texts_module.CHUNKED_FROM = sys.maxsize
             _, has_text = item_vectors(Prepared.load(path).items, encoder, None, cache)
-        else:
+        elif mode == "training":  # what a text model's fit does: a large prepared table goes by chunks
+            _, has_text = item_vectors(Prepared.load(path).items, encoder, None, cache)
+        else:  # lmrec encode --prepared DIR --chunk 65536
             _, has_text = encode_item_chunks(ItemTextChunks(path, rows=65_536), encoder, cache)
         seconds = time.perf_counter() - started
         entry_mb = sum(f.stat().st_size for f in Path(cache_dir).rglob("emb.npy")) / 2**20
@@ -362,7 +366,8 @@ def main() -> None:
     ap.add_argument("--items", default="10000,100000,1000000")
     ap.add_argument("--users", default="2000,8000,32000")
     ap.add_argument("--catalogues", default="1000000,5000000", help="items per catalogue for --part encode")
-    ap.add_argument("--modes", default="memory,chunked", help="--part encode: memory (whole table) | chunked")
+    ap.add_argument("--modes", default="memory,training,chunked",
+                    help="--part encode: memory (whole table) | training (a text model's fit) | chunked")
     ap.add_argument("--processes", default="1,2")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--table", action="store_true")

@@ -40,6 +40,7 @@ def test_a_loaded_item_table_reads_each_field_when_first_used(home, monkeypatch)
     # a copy for another process carries the values, not a path to read them from
     clone = pickle.loads(pickle.dumps(again.items))
     assert all(isinstance(clone._fields[f], np.ndarray) for f in clone.fields) and clone.equals(first.items)
+    assert again.items.source == first.path and clone.source is None
     # the prepared folder removed after loading: a field not read yet fails with a clear message
     again = Prepared.load(first.path)
     (first.path / "items.parquet").unlink()

@@ -7,8 +7,10 @@ from typer.testing import CliRunner
 
 from lmrec.cli import app
 from lmrec.data import PrepareConfig, prepare
+from lmrec.data.prepared import Prepared
 from lmrec.errors import ConfigError, DataError
 from lmrec.text import CacheError, EmbeddingCache, HashingEncoder
+from lmrec.text import texts as texts_module
 from lmrec.text.texts import ItemTextChunks, encode_item_chunks, item_vectors
 
 N_ITEMS = 23
@@ -44,6 +46,22 @@ def test_chunked_entry_equals_the_in_memory_one(prepared, tmp_path, rows):
     assert keys[0] == keys[1] and len(keys[0]) == 1  # the same content key: either path reuses the other's entry
     again, _ = encode_item_chunks(chunks, enc, EmbeddingCache(tmp_path / "a"))  # served from the first's entry
     np.testing.assert_array_equal(again, entry)
+
+
+def test_a_large_prepared_catalogue_gives_a_model_its_vectors_without_reading_all_text(prepared, tmp_path, monkeypatch):
+    enc = HashingEncoder(64)
+    whole, has_whole = item_vectors(prepared.items, enc, None, EmbeddingCache(tmp_path / "a"))
+    monkeypatch.setattr(texts_module, "CHUNKED_FROM", 5)  # this 23-item catalogue counts as large
+    loaded = Prepared.load(prepared.path)
+    assert loaded.items.source == prepared.path
+    vectors, has = item_vectors(loaded.items, enc, None, EmbeddingCache(tmp_path / "b"))
+    np.testing.assert_allclose(vectors, whole, atol=1e-6)
+    assert has.tolist() == has_whole.tolist()
+    assert all(callable(v) for v in loaded.items._fields.values())  # no field was read whole
+    # a table changed or derived in memory is no longer what the file holds: it takes the in-memory path
+    assert loaded.items.subset(np.arange(5)).source is None
+    loaded.items["name"] = ["x"] * N_ITEMS
+    assert loaded.items.source is None
 
 
 def test_a_template_reads_only_its_fields_and_bad_input_is_refused(prepared, tmp_path):

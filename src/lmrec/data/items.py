@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,10 @@ def template_over(fields: Sequence[str]) -> str:
     return ". ".join(f"{labels.get(f, '')}{{{f}}}" for f in fields)
 
 
+# what a table derived from another (``subset``, ``appended``) does not take over from it
+_OWN_ROWS = ("ids", "_fields", "source")
+
+
 class FieldTable:
     """Named string fields for every id of an ``IdMap``; a missing value is the empty string."""
 
@@ -37,8 +42,15 @@ class FieldTable:
         self._fields: dict[str, np.ndarray | Callable[[], Sequence[Any] | np.ndarray]] = {}
         for name, values in (fields or {}).items():
             self[name] = values
+        # the prepared folder whose table file holds exactly these rows and fields (set by ``Prepared.load``;
+        # None for a table built or changed in memory): lets a large catalogue's text be read a chunk at a time
+        self.source: Path | None = None
 
     def __setitem__(self, name: str, values: Sequence[Any] | np.ndarray) -> None:
+        self._store(name, values)
+        self.source = None  # the table file no longer says what this table holds
+
+    def _store(self, name: str, values: Sequence[Any] | np.ndarray) -> None:
         arr = _clean_strings(values)
         if len(arr) != len(self.ids):
             raise DataError(f"{self.kind} field {name!r} has {len(arr)} values for {len(self.ids)} {self.kind}s")
@@ -54,12 +66,12 @@ class FieldTable:
             raise ConfigError(f"unknown {self.kind} field {name!r}; available: {', '.join(self.fields) or 'none'}")
         values = self._fields[name]
         if callable(values):
-            self[name] = values()
+            self._store(name, values())
         return self._fields[name]  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy sent to another process (Ray workers) carries the values, not a path that may not exist there
-        return {**vars(self), "_fields": {n: self[n] for n in self.fields}}
+        return {**vars(self), "_fields": {n: self[n] for n in self.fields}, "source": None}
 
     def __contains__(self, name: str) -> bool:
         return name in self._fields
@@ -91,7 +103,7 @@ class FieldTable:
         """Rows at ``indices`` (in that order) over the matching sub-map of ids."""
         idx = np.asarray(indices, dtype=np.int64)
         out = type(self)(self.ids.subset(idx), {n: self[n][idx] for n in self.fields})
-        out.__dict__.update({k: v for k, v in vars(self).items() if k not in ("ids", "_fields")})  # e.g. template
+        out.__dict__.update({k: v for k, v in vars(self).items() if k not in _OWN_ROWS})  # e.g. template
         return out
 
     def appended(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> FieldTable:
@@ -105,7 +117,7 @@ class FieldTable:
             raise ConfigError(f"unknown {self.kind} field {unknown[0]!r}; the fields are {', '.join(self.fields)}")
         out = type(self)(self.ids.extend(ids), {f: np.concatenate([self[f], _clean_strings([r.get(f, "") for r in rows])])
                                                 for f in self.fields})
-        out.__dict__.update({k: v for k, v in vars(self).items() if k not in ("ids", "_fields")})  # e.g. template
+        out.__dict__.update({k: v for k, v in vars(self).items() if k not in _OWN_ROWS})  # e.g. template
         return out
 
     def to_frame(self) -> pd.DataFrame:

@@ -120,6 +120,7 @@ class Prepared:
         item_table = ItemTable(items, template=item_meta.get("template"), title_field=item_meta.get("title_field"))
         for column in pq.read_schema(path / "items.parquet").names:  # each text field is read when first used
             item_table.defer(column, partial(_read_column, path / "items.parquet", column))
+        item_table.source = path
         user_table = None
         if (path / "users.parquet").is_file():
             uf = pd.read_parquet(path / "users.parquet")

@@ -26,14 +26,25 @@ def default_template(items: ItemTable) -> str:
     return template_over(known or items.fields)  # unknown fields only: use them all
 
 
+# From this many items a prepared catalogue's texts are read in chunks (ItemTextChunks' row groups): below it,
+# the in-memory path also shares vectors between templates (the encoder's pool), which the chunked one does not.
+CHUNKED_FROM = 4 * 65_536
+
+
 def item_vectors(items: ItemTable, encoder: TextEncoder, template: str | None = None,
                  cache: EmbeddingCache | None = None, dtype: StoreDtype = "float32") -> tuple[np.ndarray, np.ndarray]:
     """``(vectors float32 [n_items, dim], has_text bool [n_items])``; items whose rendered text is empty
     get a zero vector (they can still be scored by models that also use IDs)."""
     template = template or default_template(items)
+    vectors = np.zeros((len(items), encoder.dim), dtype=np.float32)
+    if items.source is not None and len(items) >= CHUNKED_FROM:
+        # a large prepared catalogue: its texts are read, keyed and (where not cached) encoded a chunk at a
+        # time, never all in memory; the entry is the one the in-memory path below reads or writes
+        entry, has_text = encode_item_chunks(ItemTextChunks(items.source, template), encoder, cache, dtype)
+        vectors[has_text] = entry
+        return vectors, has_text
     texts = items.render(template)
     has_text = np.array([bool(t) for t in texts])
-    vectors = np.zeros((len(items), encoder.dim), dtype=np.float32)
     if has_text.any():
         cache = cache or EmbeddingCache()
         vectors[has_text] = cache.encode(encoder, [t for t in texts if t], template=template, dtype=dtype)
