@@ -110,6 +110,7 @@ def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any], base
             "epsilon_spent": privacy.get("epsilon", math.inf), "delta": privacy.get("delta"),
             "noise_multiplier": privacy.get("noise_multiplier"), "sample_rate": privacy.get("sample_rate"),
             "steps": r.steps, "epochs": r.epochs_run, "best_epoch": r.best_epoch,
+            "valid_ndcg@10": None if r.best_metric is None else round(r.best_metric, 4),
             "ndcg@10": round(means["ndcg@10"], 4), "recall@10": round(means["recall@10"], 4),
             "attack_auc": round(attack.auc, 4), "members": attack.members, "non_members": attack.non_members,
             "test_users": len(test.users), "fit_seconds": round(fit_seconds, 1), **stamp("cpu"),
