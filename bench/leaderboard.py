@@ -9,8 +9,9 @@ Usage:
 Protocol, per dataset (its published split where it has one):
 * every model with a search space runs ``lmrec tune`` (Optuna TPE, median pruning on the validation curve,
   the model's defaults as the first trial) until it has ``--trials`` trials or ``--minutes`` of search have
-  passed (a trial already running finishes); the best trial on validation NDCG@10 is trained once more
-  into a bundle and evaluated on test once. ``pop`` has nothing to tune and is trained once.
+  passed (a trial already running finishes); the best trial on validation NDCG@10 (its own fitted model,
+  kept during the search) is written as a bundle and evaluated on test once. ``pop`` has nothing to tune
+  and is trained once.
 * ``fusion`` (LM) learns on validation how to weigh the tuned TextSeqRec, SASRec and EASE bundles (their
   scores standardised per user); ``fusion-id`` (non-LM ablation) does the same with SASRec and EASE only, so
   the gain the text component brings is measured, not assumed. ``fusion-all`` / ``fusion-all-id``: the same

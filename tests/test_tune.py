@@ -2,6 +2,7 @@
 on the validation curve, and writes the best configuration as a bundle tested once."""
 
 import json
+import shutil
 
 import pytest
 
@@ -9,6 +10,7 @@ from lmrec import pipeline
 from lmrec.data import PrepareConfig, prepare
 from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator, lock_test_part
+from lmrec.registry import model_class
 from lmrec.tuning import load_space, search
 from tests.serve.conftest import write_parity_dataset
 
@@ -57,6 +59,27 @@ def test_tune_searches_resumes_and_tests_the_best_once(home, config, tmp_path, m
                           study_dir=tmp_path / "studies", data_dir=home)
     assert len(again.search.trials) == 8
     assert [t["params"] for t in again.search.trials[:5]] == [t["params"] for t in report["trial_log"]]
+
+
+def test_the_bundle_holds_the_best_trials_own_model_without_training_it_again(home, config, tmp_path, monkeypatch):
+    fits = []
+    knn = model_class("itemknn")
+    original = knn.fit
+    monkeypatch.setattr(knn, "fit", lambda self, *a, **k: fits.append(self.config.k) or original(self, *a, **k))
+    run = pipeline.tune(config, "itemknn", trials=4, out=tmp_path / "best", sampler="random",
+                        study_dir=tmp_path / "studies", data_dir=home)
+    assert len(fits) == 4  # the four trials; the bundle is the best one's model, not a fifth fit
+    kept = json.loads((run.study_dir / "best-trial" / "kept.json").read_text())
+    assert kept["trial"] == run.search.study.best_trial.number and kept["params"] == run.search.best_params
+    first = json.loads(run.report.read_text())["test"]
+    assert pipeline.Bundle.load(run.run.path).model.config.k == run.search.best_params["k"]
+    # without the kept model (a study from a search that kept nothing) the configuration is trained again,
+    # and for this deterministic model that gives the same test result
+    shutil.rmtree(run.study_dir / "best-trial")
+    again = pipeline.tune(config, "itemknn", trials=4, out=tmp_path / "again", sampler="random",
+                          study_dir=tmp_path / "studies", data_dir=home)
+    assert len(fits) == 5 and fits[-1] == run.search.best_params["k"]
+    assert json.loads(again.report.read_text())["test"] == first
 
 
 def test_poor_trials_are_pruned_on_their_validation_curve(home, config, tmp_path):

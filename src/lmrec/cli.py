@@ -289,7 +289,7 @@ def federated(
 def tune(
     dataset: str = typer.Option(..., help="Dataset name, e.g. movielens-100k."),
     model: str = typer.Option(..., help="Model name, e.g. ease, sasrec, textseq."),
-    out_dir: Path = typer.Option(..., "--out", help="Bundle folder for the best configuration (tested once)."),
+    out_dir: Path = typer.Option(..., "--out", help="Bundle folder for the best trial's model (tested once)."),
     split: Optional[str] = typer.Option(None, help="loo | temporal | random | cold-items | cold-users | predefined."),
     trials: int = typer.Option(20, min=1, help="Trials the study ends with (a resumed study runs the rest)."),
     metric: str = typer.Option("ndcg@10", help="Validation metric to maximise (ndcg@K, recall@K, hit@K, mrr@K, ...)."),

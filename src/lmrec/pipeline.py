@@ -278,6 +278,12 @@ def train(config: PrepareConfig | str, model: str, params: dict[str, Any] | None
     fit_seconds = time.perf_counter() - started
     if not distributed.is_main():  # torchrun: rank 0 tests the model and writes the bundle
         return TrainRun(Path(out), recommender, None, fit_seconds)
+    return _test_and_bundle(prepared, model, recommender, out, ks, fit_seconds)
+
+
+def _test_and_bundle(prepared: Prepared, model: str, recommender: Any, out: str | Path, ks: tuple[int, ...],
+                     fit_seconds: float) -> TrainRun:
+    """Evaluate a fitted recommender on test (once) and write its bundle."""
     report("fitted %s in %.1f s", model, fit_seconds)
     result = Evaluator(prepared.split, "test", ks=ks, item_vectors=category_vectors(prepared.items)).evaluate(
         recommender, name=model)
@@ -470,7 +476,9 @@ def tune(config: PrepareConfig | str, model: str, trials: int = 20, out: str | P
          study_dir: str | Path = "runs/tune", ks: tuple[int, ...] = (10, 20), data_dir: str | Path | None = None,
          track: tuple[str, ...] | list[str] = ()) -> TuneRun:
     """Search ``model``'s hyperparameters on the valid part (``lmrec.tuning``; test locked meanwhile), then
-    train the best trial's configuration as a bundle in ``out`` (test evaluated once, there). The study
+    write the best trial's model as a bundle in ``out`` (test evaluated once, there): the model that trial
+    fitted, saved during the search in ``best-trial/`` beside the study, or, where that is missing (a study
+    resumed from a search that kept nothing), the configuration trained again. The study
     (SQLite, resumable), ``tune.json`` and ``history.png`` go to ``study_dir/<dataset>-<split>-<model>``;
     ``track`` logs each trial to mlflow and / or tensorboard there too (``lmrec.tuning.search``)."""
     from lmrec.tuning import importances, plot_history, search
@@ -482,8 +490,10 @@ def tune(config: PrepareConfig | str, model: str, trials: int = 20, out: str | P
     prepared = prepare(config, data_dir=data_dir)
     folder = inside(Path(study_dir), f"{prepared.name}-{prepared.split.name}-{model}")
     found = search(prepared, model, trials, folder / "study.db", metric, fixed, space, sampler, pruner,  # type: ignore[arg-type]
-                   timeout, jobs, track=track)
-    run = train(prepared.config, model, found.best_params, out, ks, data_dir)
+                   timeout, jobs, track=track, keep=folder / "best-trial")
+    kept = found.best_model()  # the best trial's own fitted model: the same configuration, not trained twice
+    run = (train(prepared.config, model, found.best_params, out, ks, data_dir) if kept is None
+           else _test_and_bundle(prepared, model, kept[0], out, ks, kept[1]))
     assert run.result is not None  # one process (checked above)
     summary = {"dataset": prepared.name, "split": prepared.split.name, "model": model, "metric": metric,
                "sampler": sampler, "trials": len(found.trials), "search_seconds": round(found.seconds, 1),

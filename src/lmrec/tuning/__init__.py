@@ -11,6 +11,8 @@ never chooses something worse on validation than the defaults.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,8 +26,9 @@ import yaml
 from lmrec.data.prepared import Prepared
 from lmrec.errors import ConfigError
 from lmrec.eval import Evaluator, lock_test_part
+from lmrec.fsutil import atomic_dir
 from lmrec.progress import logger
-from lmrec.registry import create, model_class
+from lmrec.registry import create, load_model, model_class
 from lmrec.train.tracking import metric_key, mlflow_client, tensorboard_writer
 
 RANKING_METRICS = ("ndcg", "recall", "hit", "mrr", "map", "precision")
@@ -108,17 +111,42 @@ class SearchResult:
     metric: str
     trials: list[dict[str, Any]]
     seconds: float  # the trials' own time, summed (the search's CPU budget on one core)
+    kept: Path | None = None  # the folder ``keep`` saved the best trial's fitted model in (None: not asked)
+
+    def best_model(self) -> tuple[Any, float] | None:
+        """``(the best trial's fitted model, its fit seconds)`` where ``keep`` saved it, else None (not kept,
+        or the study's best trial ran in an earlier search that kept nothing, or its folder is gone)."""
+        meta_file = None if self.kept is None else self.kept / KEPT_JSON
+        if meta_file is None or not meta_file.is_file():
+            return None
+        meta = json.loads(meta_file.read_text())
+        best = (self.study.study_name, self.study.best_trial.number, self.best_params)
+        if (meta.get("study"), meta.get("trial"), meta.get("params")) != best:
+            return None
+        return load_model(self.kept / "model"), float(meta["fit_seconds"])
+
+
+KEPT_JSON = "kept.json"
+
+
+def _keep(model: Any, folder: Path, trial: Any, params: dict[str, Any], fit_seconds: float) -> None:
+    """Save a trial's fitted model with its study, trial number and parameters (the folder replaced atomically)."""
+    with atomic_dir(folder) as tmp:
+        model.save(tmp / "model")
+        (tmp / KEPT_JSON).write_text(json.dumps({"study": trial.study.study_name, "trial": trial.number,
+                                                 "params": params, "fit_seconds": fit_seconds}, default=str))
 
 
 def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: str = "ndcg@10",
            fixed: dict[str, Any] | None = None, space_file: str | Path | None = None, sampler: Sampler = "tpe",
            pruner: Pruner | Any = "median", timeout: float | None = None, jobs: int = 1, seed: int = 0,
-           track: tuple[str, ...] | list[str] = ()) -> SearchResult:
+           track: tuple[str, ...] | list[str] = (), keep: Path | None = None) -> SearchResult:
     """Run (or resume) the study in ``storage`` until it holds ``trials`` finished trials (or ``timeout``
     seconds pass); returns the best parameters found on validation. ``track``: also log each trial to
     ``mlflow`` (one run per trial in an experiment named after the study; local store ``mlflow.db`` beside
     the study unless ``MLFLOW_TRACKING_URI`` says otherwise) and / or ``tensorboard`` (event files in
-    ``tensorboard/`` beside the study)."""
+    ``tensorboard/`` beside the study). ``keep``: a folder where each trial better than every earlier one
+    saves its fitted model, so the best configuration need not be trained again (``best_model``)."""
     import optuna
 
     if trials < 1 or jobs < 1:
@@ -133,6 +161,15 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
     if name not in RANKING_METRICS or not cut.isdigit() or int(cut) < 1:
         raise ConfigError(f"metric {metric!r}: use one of {', '.join(RANKING_METRICS)} at a cut-off, e.g. ndcg@10")
     evaluator = Evaluator(prepared.split, "valid", ks=tuple(sorted({int(cut), 10})))
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lmrec reports progress itself
+    study = optuna.create_study(
+        study_name=f"{prepared.name}-{prepared.split.name}-{model}-{metric}", storage=f"sqlite:///{storage}",
+        load_if_exists=True, direction="maximize", sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner))
+    # the value a trial must beat for ``keep`` to save its model (parallel trials compare under the lock)
+    kept_value = [max((t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                      default=-np.inf)]
+    kept_lock = threading.Lock()
 
     def objective(trial: Any) -> float:
         params = {**fixed, **{name: _suggest(trial, name, spec) for name, spec in space.items()}}
@@ -140,15 +177,16 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
         started = time.perf_counter()
         validation = _ReportingValidation(evaluator, trial, metric) if recommender.uses_validation else None
         recommender.fit(prepared.split.train, prepared.items, validation=validation)
-        value = evaluator.evaluate(recommender, name=model).means()[metric]
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - started, 2))
-        return float(value)
+        fit_seconds = round(time.perf_counter() - started, 2)
+        value = float(evaluator.evaluate(recommender, name=model).means()[metric])
+        trial.set_user_attr("fit_seconds", fit_seconds)
+        if keep is not None:
+            with kept_lock:
+                if value > kept_value[0]:
+                    _keep(recommender, keep, trial, params, fit_seconds)
+                    kept_value[0] = value
+        return value
 
-    storage.parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lmrec reports progress itself
-    study = optuna.create_study(
-        study_name=f"{prepared.name}-{prepared.split.name}-{model}-{metric}", storage=f"sqlite:///{storage}",
-        load_if_exists=True, direction="maximize", sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner))
     if not study.trials:  # a new study tries the model's defaults first: a search never ends below them
         defaults = _defaults_in_space(model, space, fixed)
         if defaults:
@@ -171,7 +209,7 @@ def search(prepared: Prepared, model: str, trials: int, storage: Path, metric: s
              "seconds": t.duration.total_seconds() if t.duration else None} for t in study.trials]
     seconds = float(np.nansum([r["seconds"] or 0.0 for r in rows]))
     best = study.best_trial
-    return SearchResult(study, {**fixed, **best.params}, float(best.value), metric, rows, seconds)
+    return SearchResult(study, {**fixed, **best.params}, float(best.value), metric, rows, seconds, keep)
 
 
 class _TrialLog:
