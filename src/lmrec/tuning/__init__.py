@@ -103,6 +103,9 @@ class _ReportingValidation:
         return result
 
 
+KEPT_JSON = "kept.json"  # beside a kept model (``search(keep=...)``): its study, trial, parameters, fit seconds
+
+
 @dataclass
 class SearchResult:
     study: Any  # optuna.Study
@@ -124,9 +127,6 @@ class SearchResult:
         if (meta.get("study"), meta.get("trial"), meta.get("params")) != best:
             return None
         return load_model(self.kept / "model"), float(meta["fit_seconds"])
-
-
-KEPT_JSON = "kept.json"
 
 
 def _keep(model: Any, folder: Path, trial: Any, params: dict[str, Any], fit_seconds: float) -> None:
