@@ -4,6 +4,7 @@ epsilon (user level), against the same models trained without privacy.
 Usage: LMREC_DATA=../shared/data python bench/privacy.py --dataset movielens-100k
            [--models sasrec,textseq,transfer-adapter] [--epsilons inf,8,4,2,1] [--set model.key=value ...]
            [--base runs/transfer-base]   (transfer-adapter: the artifact of ``bench/transfer.py pretrain``)
+           [--variant LABEL]   (a recipe probe: recorded beside the curve's points, not over them)
        python bench/privacy.py --table | --plot
 
 Protocol. The dataset's users are split at random (seed 0) into members (80%) and non-members (20%).
@@ -15,7 +16,8 @@ no noise); finite epsilon is DP-SGD with delta = 0.1 / members, the noise calibr
 
 Records (dataset, model, epsilon, epsilon spent, delta, noise multiplier, sample rate, steps, NDCG / Recall
 @10, attack AUC, fit seconds, config) are merged into bench/results/privacy.json, replacing earlier
-records of the same (dataset, model, epsilon).
+records of the same (dataset, model, epsilon, variant). A run with ``--variant LABEL`` (e.g. a longer private
+schedule set with ``--set``) is kept apart from the curve: the table lists it, the plot draws only the curve.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def members_split(n_users: int, seed: int = 0) -> np.ndarray:
     return rng.random(n_users) < MEMBER_SHARE
 
 
-def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any], base: Path = BASE) -> dict[str, Any]:
+def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any], base: Path = BASE,
+        variant: str | None = None) -> dict[str, Any]:
     p = prepare(PrepareConfig(dataset=dataset, split=SPLITS[dataset]))
     split = p.split
     member = members_split(split.n_users)
@@ -106,7 +109,7 @@ def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any], base
                                sequence_losses(model, out_seqs, split.n_items))
     privacy = model.privacy_ or {}
     r = model.train_result_
-    return {"dataset": dataset, "split": SPLITS[dataset], "model": name, "epsilon": epsilon,
+    return {"dataset": dataset, "split": SPLITS[dataset], "model": name, "epsilon": epsilon, "variant": variant,
             "epsilon_spent": privacy.get("epsilon", math.inf), "delta": privacy.get("delta"),
             "noise_multiplier": privacy.get("noise_multiplier"), "sample_rate": privacy.get("sample_rate"),
             "steps": r.steps, "epochs": r.epochs_run, "best_epoch": r.best_epoch,
@@ -117,11 +120,14 @@ def run(dataset: str, name: str, epsilon: float, overrides: dict[str, Any], base
             "config": {k: v for k, v in model.config.model_dump(mode="json").items() if k not in ("device", "loggers")}}
 
 
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return r["dataset"], r["model"], r["epsilon"], r.get("variant")
+
+
 def merge(records: list[dict[str, Any]], path: Path = RESULTS) -> None:
-    key = ("dataset", "model", "epsilon")
     old = json.loads(path.read_text()) if path.is_file() else []
-    new_keys = {tuple(r[k] for k in key) for r in records}
-    kept = [r for r in old if tuple(r[k] for k in key) not in new_keys]
+    new_keys = {_key(r) for r in records}
+    kept = [r for r in old if _key(r) not in new_keys]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(kept + records, indent=2, default=str) + "\n")
 
@@ -135,13 +141,15 @@ def markdown_table(path: Path = RESULTS) -> str:
     rows = ["| dataset | model | epsilon (spent) | noise multiplier | steps | NDCG@10 | Recall@10 | share of "
             "non-private NDCG@10 | attack AUC | fit s |", "|" + "---|" * 10]
     records = _load(path)
-    base = {(r["dataset"], r["model"]): r["ndcg@10"] for r in records if not math.isfinite(r["epsilon"])}
-    for r in sorted(records, key=lambda r: (r["dataset"], r["model"], -r["epsilon"])):
+    base = {(r["dataset"], r["model"]): r["ndcg@10"] for r in records
+            if not math.isfinite(r["epsilon"]) and not r.get("variant")}
+    for r in sorted(records, key=lambda r: (r["dataset"], r["model"], r.get("variant") or "", -r["epsilon"])):
         eps = "inf" if not math.isfinite(r["epsilon"]) else f"{r['epsilon']:g} ({r['epsilon_spent']:.2f})"
         ref = base.get((r["dataset"], r["model"]))
         share = f"{r['ndcg@10'] / ref:.0%}" if ref else "-"
         sigma = "-" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.2f}"
-        rows.append(f"| {r['dataset']} | {r['model']} | {eps} | {sigma} | {r['steps']} | {r['ndcg@10']:.4f} | "
+        model = f"{r['model']} [{r['variant']}]" if r.get("variant") else r["model"]
+        rows.append(f"| {r['dataset']} | {model} | {eps} | {sigma} | {r['steps']} | {r['ndcg@10']:.4f} | "
                     f"{r['recall@10']:.4f} | {share} | {r['attack_auc']:.3f} | {r['fit_seconds']} |")
     return "\n".join(rows)
 
@@ -152,7 +160,7 @@ def plot(path: Path = RESULTS, out: Path = PLOT) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = _load(path)
+    records = [r for r in _load(path) if not r.get("variant")]  # the curves; recipe probes are in the table
     datasets = sorted({r["dataset"] for r in records})
     fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
     for col, dataset in enumerate(datasets):
@@ -187,6 +195,7 @@ def main() -> None:
     ap.add_argument("--epsilons", default="inf,8,4,2,1")
     ap.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE", help="config override")
     ap.add_argument("--base", type=Path, default=BASE, help="pretrained artifact for transfer-adapter")
+    ap.add_argument("--variant", help="label of a recipe probe (e.g. '30 epochs'), recorded apart from the curve")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table and exit")
     ap.add_argument("--plot", action="store_true", help=f"draw {PLOT.name} from the results and exit")
     args = ap.parse_args()
@@ -203,7 +212,7 @@ def main() -> None:
         if name not in MODELS:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         for eps in (float(e) for e in args.epsilons.split(",")):
-            rec = run(args.dataset, name, eps, overrides.get(name, {}), args.base)
+            rec = run(args.dataset, name, eps, overrides.get(name, {}), args.base, args.variant)
             print(json.dumps({k: v for k, v in rec.items() if k != "config"}, default=str), flush=True)
             merge([rec])
     print(f"wrote {RESULTS}")

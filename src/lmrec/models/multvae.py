@@ -38,12 +38,31 @@ class MultVAEConfig(TrainConfig):
 
 @dataclass
 class RowBatch:
-    """Dense 0/1 history rows ``[B, n_items]``."""
+    """Users' history rows as index lists: ``items`` holds every row's item indices one row after another,
+    ``offsets[b]`` where row ``b`` starts (the form ``F.embedding_bag`` reads). A row of a binary history
+    holds a handful of a catalogue's items: as dense ``[B, n_items]`` the encoder's first layer and the
+    likelihood would spend nearly all their work on zeros."""
 
-    rows: torch.Tensor
+    items: torch.Tensor  # long [nnz]
+    offsets: torch.Tensor  # long [B]
+
+    @classmethod
+    def of(cls, rows: sp.csr_matrix) -> RowBatch:
+        """From CSR rows; an item stored twice in a row or a stored zero would count in the row's norm."""
+        if not rows.has_canonical_format or (rows.data == 0).any():
+            rows = rows.copy()
+            rows.sum_duplicates()
+            rows.eliminate_zeros()
+        return cls(torch.from_numpy(rows.indices.astype(np.int64)), torch.from_numpy(rows.indptr[:-1].astype(np.int64)))
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """Each item's row number ``[nnz]``."""
+        counts = torch.diff(self.offsets, append=torch.tensor([len(self.items)], device=self.offsets.device))
+        return torch.repeat_interleave(torch.arange(len(self.offsets), device=self.offsets.device), counts)
 
     def to(self, device: torch.device | str) -> RowBatch:
-        return RowBatch(self.rows.to(device, non_blocking=True))
+        return RowBatch(self.items.to(device, non_blocking=True), self.offsets.to(device, non_blocking=True))
 
 
 class UserRows:
@@ -60,8 +79,7 @@ class UserRows:
     def epoch(self, epoch: int) -> Iterator[RowBatch]:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.users)
         for start in range(0, len(order), self.batch_size):
-            rows = self.matrix[order[start:start + self.batch_size]].toarray()
-            yield RowBatch(torch.from_numpy(rows.astype(np.float32)))
+            yield RowBatch.of(self.matrix[order[start:start + self.batch_size]])
 
 
 class MultVAENet(nn.Module):
@@ -74,13 +92,20 @@ class MultVAENet(nn.Module):
         # updates so far, for the KL annealing; a buffer, so a resumed run continues the schedule
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def posterior(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(self.drop(F.normalize(rows, dim=1)))
+    def posterior(self, batch: RowBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder on the L2-normalised, dropped-out 0/1 rows, its first layer summing the weight columns
+        of each row's items (the same product as the dense row times the weight matrix, without the zeros)."""
+        first, rest = self.encoder[0], self.encoder[1:]
+        counts = torch.diff(batch.offsets, append=torch.tensor([len(batch.items)], device=batch.offsets.device))
+        # a 0/1 row's L2 norm is the square root of its length; dropout acts on the nonzero entries only
+        values = self.drop(torch.repeat_interleave(counts.clamp(min=1).float().rsqrt(), counts))
+        h = F.embedding_bag(batch.items, first.weight.t(), batch.offsets, mode="sum", per_sample_weights=values)
+        h = rest(h + first.bias)
         return h[:, :self.latent], h[:, self.latent:]
 
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: RowBatch) -> torch.Tensor:
         """Item logits ``[B, n_items]`` from the posterior mean (what scoring uses)."""
-        mu, _ = self.posterior(rows)
+        mu, _ = self.posterior(batch)
         return self.decoder(mu)
 
 
@@ -91,9 +116,10 @@ class MultVAELoss:
         self.beta, self.anneal_steps = beta, anneal_steps
 
     def __call__(self, net: MultVAENet, batch: RowBatch) -> torch.Tensor:
-        mu, logvar = net.posterior(batch.rows)
+        mu, logvar = net.posterior(batch)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        nll = -(F.log_softmax(net.decoder(z), dim=1) * batch.rows).sum(1).mean()
+        # minus the log-likelihood of each row's items, summed per row, averaged over rows
+        nll = -F.log_softmax(net.decoder(z), dim=1)[batch.rows, batch.items].sum() / len(batch.offsets)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
         weight = min(self.beta, self.beta * float(net.steps) / self.anneal_steps)
         net.steps += 1
@@ -138,8 +164,8 @@ class MultVAE(Recommender):
         out = np.empty((len(queries), history.shape[1]), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(queries), SCORE_BATCH):
-                rows = (history[start:start + SCORE_BATCH] > 0).toarray().astype(np.float32)
-                out[start:start + len(rows)] = net(torch.from_numpy(rows).to(device)).float().cpu().numpy()
+                rows = sp.csr_matrix(history[start:start + SCORE_BATCH] > 0)
+                out[start:start + rows.shape[0]] = net(RowBatch.of(rows).to(device)).float().cpu().numpy()
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
