@@ -51,11 +51,13 @@ def test_per_user_gradients_by_vmap_equal_the_loop_and_average_to_the_batch_grad
     params = {n: p for n, p in model.named_parameters()}
     by_vmap, vmap_losses = vmap_example_grads(model, loss.example, batch, params)
     by_loop, loop_losses = loop_example_grads(model, loss, batch, params)
+    chunked, _ = vmap_example_grads(model, loss.example, batch, params, chunk=5)  # 24 users: 5 chunks, one short
     model.zero_grad()
     loss(model, batch).backward()  # every window has the same number of targets: mean of means = mean
     for name, p in params.items():
         assert by_vmap[name].shape == (len(batch), *p.shape)
         torch.testing.assert_close(by_vmap[name], by_loop[name], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(chunked[name], by_vmap[name], rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(by_loop[name].mean(0), p.grad, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(vmap_losses, loop_losses, rtol=1e-5, atol=1e-6)
     # the item table is both input and output (tied): rows of items a user never touched still get gradient

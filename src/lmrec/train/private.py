@@ -47,6 +47,8 @@ class PrivacyConfig(BaseModel):
     per_sample: Literal["auto", "vmap", "loop"] = Field(
         "auto", description="how per-user gradients are computed: vmap (fast; needs a loss with a per-example "
         "form), loop (any loss, exact, slower), auto (vmap where possible)")
+    per_sample_chunk: int = Field(64, ge=1, description="users whose gradients vmap computes at once: memory "
+                                  "grows with it (a full softmax holds a catalogue-sized tensor per user)")
 
     @model_validator(mode="after")
     def _one_way(self) -> PrivacyConfig:
@@ -164,7 +166,7 @@ class PrivateTraining:
                               f"{getattr(self.loss, 'name', type(self.loss).__name__)!r} has none (use loop)")
         if mode != "loop" and example is not None and not self._vmap_failed:
             try:
-                return vmap_example_grads(module, example, batch, params)
+                return vmap_example_grads(module, example, batch, params, self.config.per_sample_chunk)
             except RuntimeError as exc:  # an op without a batching rule: fall back once, for the whole run
                 if mode == "vmap":
                     raise
@@ -203,8 +205,10 @@ class _ExampleLoss(nn.Module):
 
 
 def vmap_example_grads(module: nn.Module, example: Callable[[nn.Module, Any], torch.Tensor], batch: Any,
-                       params: dict[str, nn.Parameter]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """All examples' gradients at once: ``vmap(grad(loss of one example))``, dropout drawn per example."""
+                       params: dict[str, nn.Parameter], chunk: int | None = None,
+                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """All examples' gradients: ``vmap(grad(loss of one example))``, ``chunk`` examples at a time (None: all at
+    once), dropout drawn per example."""
     from torch.func import functional_call, grad_and_value, vmap
 
     take_rows(batch, slice(0, 1))  # checks that it is a batch of tensors
@@ -218,5 +222,5 @@ def vmap_example_grads(module: nn.Module, example: Callable[[nn.Module, Any], to
     with warnings.catch_warnings():  # ops without a batching rule run one example at a time: slower, still exact
         warnings.filterwarnings("ignore", message="There is a performance drop")
         grads, losses = vmap(grad_and_value(one), in_dims=(None, *[0] * len(tensors)),
-                             randomness="different")(trainable, *tensors)
+                             randomness="different", chunk_size=chunk)(trainable, *tensors)
     return {n: grads[f"net.{n}"] for n in params}, losses
