@@ -5,6 +5,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from lmrec.data.batching import take_rows
 from lmrec.models.multvae import MultVAEConfig, MultVAELoss, MultVAENet, RowBatch
 
 
@@ -33,6 +34,8 @@ def test_the_index_list_forward_equals_the_dense_rows_forward():
     assert not messy.has_canonical_format
     with torch.no_grad():
         torch.testing.assert_close(net(RowBatch.of(messy)), expected)
+        # a process's share in distributed training: every other row, sliced like any batch of rows
+        torch.testing.assert_close(net(take_rows(RowBatch.of(rows), slice(1, None, 2))), expected[1::2])
 
 
 def test_the_loss_equals_the_dense_multinomial_likelihood_plus_kl():

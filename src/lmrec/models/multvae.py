@@ -38,13 +38,14 @@ class MultVAEConfig(TrainConfig):
 
 @dataclass
 class RowBatch:
-    """Users' history rows as index lists: ``items`` holds every row's item indices one row after another,
-    ``offsets[b]`` where row ``b`` starts (the form ``F.embedding_bag`` reads). A row of a binary history
-    holds a handful of a catalogue's items: as dense ``[B, n_items]`` the encoder's first layer and the
-    likelihood would spend nearly all their work on zeros."""
+    """Users' history rows as padded index lists: ``items[b]`` the item indices of row ``b``, ``mask[b]`` 1 where
+    an entry is an item, 0 where it pads the row to the batch's longest. A binary history holds a handful of
+    a catalogue's items: as dense ``[B, n_items]`` rows the encoder's first layer and the likelihood would
+    spend nearly all their work on zeros. Every field has one row per user, so ``take_rows`` (a process's
+    share in distributed training) slices it like any other batch."""
 
-    items: torch.Tensor  # long [nnz]
-    offsets: torch.Tensor  # long [B]
+    items: torch.Tensor  # long [B, longest row]
+    mask: torch.Tensor  # float [B, longest row]
 
     @classmethod
     def of(cls, rows: sp.csr_matrix) -> RowBatch:
@@ -53,16 +54,18 @@ class RowBatch:
             rows = rows.copy()
             rows.sum_duplicates()
             rows.eliminate_zeros()
-        return cls(torch.from_numpy(rows.indices.astype(np.int64)), torch.from_numpy(rows.indptr[:-1].astype(np.int64)))
-
-    @property
-    def rows(self) -> torch.Tensor:
-        """Each item's row number ``[nnz]``."""
-        counts = torch.diff(self.offsets, append=torch.tensor([len(self.items)], device=self.offsets.device))
-        return torch.repeat_interleave(torch.arange(len(self.offsets), device=self.offsets.device), counts)
+        counts = np.diff(rows.indptr)
+        width = max(1, int(counts.max(initial=0)))
+        row_of = np.repeat(np.arange(len(counts)), counts)
+        column = np.arange(len(rows.indices)) - np.repeat(rows.indptr[:-1], counts)
+        items = np.zeros((len(counts), width), dtype=np.int64)
+        mask = np.zeros((len(counts), width), dtype=np.float32)
+        items[row_of, column] = rows.indices
+        mask[row_of, column] = 1.0
+        return cls(torch.from_numpy(items), torch.from_numpy(mask))
 
     def to(self, device: torch.device | str) -> RowBatch:
-        return RowBatch(self.items.to(device, non_blocking=True), self.offsets.to(device, non_blocking=True))
+        return RowBatch(self.items.to(device, non_blocking=True), self.mask.to(device, non_blocking=True))
 
 
 class UserRows:
@@ -96,10 +99,10 @@ class MultVAENet(nn.Module):
         """The encoder on the L2-normalised, dropped-out 0/1 rows, its first layer summing the weight columns
         of each row's items (the same product as the dense row times the weight matrix, without the zeros)."""
         first, rest = self.encoder[0], self.encoder[1:]
-        counts = torch.diff(batch.offsets, append=torch.tensor([len(batch.items)], device=batch.offsets.device))
         # a 0/1 row's L2 norm is the square root of its length; dropout acts on the nonzero entries only
-        values = self.drop(torch.repeat_interleave(counts.clamp(min=1).float().rsqrt(), counts))
-        h = F.embedding_bag(batch.items, first.weight.t(), batch.offsets, mode="sum", per_sample_weights=values)
+        # (padding has weight 0 and stays 0)
+        values = self.drop(batch.mask * batch.mask.sum(1, keepdim=True).clamp(min=1).rsqrt())
+        h = F.embedding_bag(batch.items, first.weight.t(), mode="sum", per_sample_weights=values)
         h = rest(h + first.bias)
         return h[:, :self.latent], h[:, self.latent:]
 
@@ -119,7 +122,7 @@ class MultVAELoss:
         mu, logvar = net.posterior(batch)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         # minus the log-likelihood of each row's items, summed per row, averaged over rows
-        nll = -F.log_softmax(net.decoder(z), dim=1)[batch.rows, batch.items].sum() / len(batch.offsets)
+        nll = -(F.log_softmax(net.decoder(z), dim=1).gather(1, batch.items) * batch.mask).sum(1).mean()
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
         weight = min(self.beta, self.beta * float(net.steps) / self.anneal_steps)
         net.steps += 1
