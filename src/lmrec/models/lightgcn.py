@@ -57,12 +57,16 @@ class LightGCN(Recommender):
         opt = torch.optim.Adam([emb], lr=c.lr)
         users, pos = train.user, train.item
         seen = train.to_csr("binary")
+        # Negatives come from the items someone interacted with in training: an item absent from the log
+        # (new to the catalogue, a cold-start item) is not one users passed over, and sampling it as a
+        # negative would push it, and through it its attribute nodes, below every known item.
+        pool = np.flatnonzero(np.bincount(pos, minlength=n_i) > 0)
         for _ in progress(range(c.epochs), desc=f"train {self.name}", total=c.epochs, unit="epoch"):
             perm = rng.permutation(len(users))
             for start in range(0, len(perm), c.batch_size):
                 idx = perm[start:start + c.batch_size]
                 u, i = users[idx], pos[idx]
-                j = _negatives(seen, u, n_i, rng)
+                j = _negatives(seen, u, pool, rng)
                 final = _propagate(graph, emb, c.layers)
                 ut, it, jt = torch.as_tensor(u), torch.as_tensor(i + n_u), torch.as_tensor(j + n_u)
                 diff = (final[ut] * final[it]).sum(1) - (final[ut] * final[jt]).sum(1)
@@ -177,12 +181,12 @@ def _propagate(graph: torch.Tensor, emb: torch.Tensor, layers: int) -> torch.Ten
     return total / (layers + 1)
 
 
-def _negatives(seen: sp.csr_matrix, users: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
-    """One item per user that the user has not interacted with (uniform; a few redraws)."""
-    out = rng.integers(0, n_items, len(users))
+def _negatives(seen: sp.csr_matrix, users: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One item of ``pool`` per user that the user has not interacted with (uniform; a few redraws)."""
+    out = pool[rng.integers(0, len(pool), len(users))]
     for _ in range(5):
         clash = np.asarray(seen[users, out]).ravel() > 0
         if not clash.any():
             break
-        out[clash] = rng.integers(0, n_items, int(clash.sum()))
+        out[clash] = pool[rng.integers(0, len(pool), int(clash.sum()))]
     return out
