@@ -101,12 +101,17 @@ def run_recbole_side(python: Path, args: list[str]) -> list[dict]:
 
 # -------------------------------------------------------------------------------------------- RecBole side
 def numpy_aliases_for_recbole() -> None:
-    """RecBole 1.2.1 still uses aliases numpy 2 removed (np.float_, ...): restore them before importing it."""
+    """RecBole 1.2.1 still uses aliases numpy 2 removed (np.float_, ...) and ``dok_matrix._update``, which
+    scipy 1.12+ dropped (LightGCN builds its adjacency with it): restore them before importing it."""
     import numpy as np
+    import scipy.sparse as sp
 
     for alias, target in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
         if not hasattr(np, alias):
             setattr(np, alias, target)
+    if not hasattr(sp.dok_matrix, "_update"):  # a bulk insert of {(row, col): value} without checks
+        sp.dok_matrix._update = lambda self, data: self._dict.update(
+            {(int(r), int(c)): v for (r, c), v in data.items()})
 
 
 def recbole_side(data_path: str, name: str, models: list[str], eval_speed_only: bool) -> None:
