@@ -50,13 +50,13 @@ class LightGCN(Recommender):
         c = self.config
         values = _attribute_links(items, c.attributes, c.separator, train.n_items)
         n_u, n_i, n_a = train.n_users, train.n_items, values.shape[1]
-        graph = _torch_csr(_normalised_adjacency(train.to_csr("binary"), values))
+        seen = train.to_csr("binary")
+        graph = _torch_csr(_normalised_adjacency(seen, values))
         torch.manual_seed(c.seed)
         rng = np.random.default_rng(c.seed)
         emb = torch.nn.Parameter(torch.randn(n_u + n_i + n_a, c.dim) * 0.1)
         opt = torch.optim.Adam([emb], lr=c.lr)
         users, pos = train.user, train.item
-        seen = train.to_csr("binary")
         # Negatives come from the items someone interacted with in training: an item absent from the log
         # (new to the catalogue, a cold-start item) is not one users passed over, and sampling it as a
         # negative would push it, and through it its attribute nodes, below every known item.
