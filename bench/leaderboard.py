@@ -22,7 +22,8 @@ Protocol, per dataset (its published split where it has one):
   then a paired t-test of each row's per-user NDCG@10 against the best non-LM row's.
 
 Records merge into ``bench/results/leaderboard.json`` (one per dataset and model); a model already recorded
-for a dataset is skipped unless ``--force`` (so an interrupted run continues where it stopped). Bundles and
+for a dataset is skipped unless ``--force`` (so an interrupted run continues where it stopped; ``--force``
+starts the model's search afresh). Bundles and
 studies go to ``runs/leaderboard/<dataset>/``, which git does not keep: on a fresh checkout a recorded row whose
 bundle is missing (the paired tests and the fusions need it) is first fitted again from its recorded
 parameters, without a search, and its record notes the refit and whether the test metrics came out the same.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,9 @@ def main() -> None:
         if done and not args.force:
             print(f"{args.dataset} {model}: recorded already (--force to run again)")
             continue
+        if done:  # --force: a new search, not the resumed old study (lmrec tune resumes a study it finds)
+            for study in (folder / "tune").glob(f"*-{model}"):
+                shutil.rmtree(study)
         bundles = {c: str(folder / c) for cs in FUSIONS.values() for c in cs}
         record = run_model(args.dataset, split, model, args.trials, args.minutes, folder, bundles)
         records = [r for r in records if not (r["dataset"] == args.dataset and r["model"] == model)] + [record]
