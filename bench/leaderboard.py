@@ -23,10 +23,10 @@ Protocol, per dataset (its published split where it has one):
 
 Records merge into ``bench/results/leaderboard.json`` (one per dataset and model); a model already recorded
 for a dataset is skipped unless ``--force`` (so an interrupted run continues where it stopped; ``--force``
-starts the model's search afresh). Bundles and
-studies go to ``runs/leaderboard/<dataset>/``, which git does not keep: on a fresh checkout a recorded row whose
-bundle is missing (the paired tests and the fusions need it) is first fitted again from its recorded
-parameters, without a search, and its record notes the refit and whether the test metrics came out the same.
+starts the model's search afresh). Bundles and studies go to ``runs/leaderboard/<dataset>/``, which git does
+not keep: on a fresh checkout a recorded row whose bundle is missing (the paired tests and the fusions need
+it) is first fitted again from its recorded parameters, without a search, and its record notes the refit and
+whether the test metrics came out the same.
 """
 
 from __future__ import annotations

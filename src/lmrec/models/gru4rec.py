@@ -17,7 +17,7 @@ from lmrec.models.sequential import DotProductOutput, SequentialConfig, Sequenti
 class GRU4RecConfig(SequentialConfig):
     layers: int = Field(1, ge=1, description="stacked GRU layers")
     # Smaller batches than the other sequence models (128): the GRU learns slowly per step, and at 128
-    # windows a MovieLens-100K epoch is a handful of steps, so validation stalls and early stopping ends a
+    # windows a MovieLens-100K epoch is about 20 steps, so validation stalls and early stopping ends a
     # barely trained model (test NDCG@10 0.0452 at 128, 0.0997 at 32, lr 1e-3; docs/benchmarks.md).
     batch_size: int = Field(32, ge=1)
 
