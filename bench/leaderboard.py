@@ -66,14 +66,18 @@ FIXED: dict[tuple[str, str], dict[str, Any]] = {
 KS = (10, 20)
 
 
-def run_model(dataset: str, split: str, model: str, trials: int, minutes: float, folder: Path,
-              bundles: dict[str, str]) -> dict[str, Any]:
+def fusion_components(folder: Path, model: str) -> list[dict[str, str]]:
+    """A fusion row's components: its models' bundles in the dataset's folder."""
+    return [{"saved": str(folder / c)} for c in FUSIONS[model]]
+
+
+def run_model(dataset: str, split: str, model: str, trials: int, minutes: float, folder: Path) -> dict[str, Any]:
     config = PrepareConfig(dataset=dataset, split=split)
     out = folder / model
     wall, cpu = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {"dataset": dataset, "split": split, "model": model, "lm": model in LM_ROWS}
     if model in FUSIONS:
-        components = [{"saved": bundles[c]} for c in FUSIONS[model]]
+        components = fusion_components(folder, model)
         run = pipeline.train(config, "fusion", {"components": components}, out=out, ks=KS)
         record.update(trials=1, search_seconds=0.0, params={"components": FUSIONS[model],
                                                             "weights": run.model.weights_.tolist()},
@@ -103,11 +107,12 @@ def run_model(dataset: str, split: str, model: str, trials: int, minutes: float,
     return record
 
 
-def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folder: Path) -> int:
     """Fit again every recorded row of ``dataset`` whose bundle is missing, from the row's recorded parameters
     (no search: the tuned choice is kept), fusions last since they read their components' bundles. Models are
     seeded, so the test metrics should come out as recorded; the record keeps the first run's numbers under
-    ``refit.recorded`` and takes the new bundle's, so that every row describes the bundle its paired test reads."""
+    ``refit.recorded`` and takes the new bundle's, so that every row describes the bundle its paired test reads.
+    Updates ``records`` in place; returns how many rows were fitted again."""
     config = PrepareConfig(dataset=dataset, split=split)
     rows = sorted((r for r in records if r["dataset"] == dataset and not (folder / r["model"] / "bundle.json").is_file()),
                   key=lambda r: r["model"] in FUSIONS)
@@ -115,8 +120,7 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
         model, out = r["model"], folder / r["model"]
         print(f"{dataset} {model}: bundle missing, fitting it again from the recorded parameters", flush=True)
         if model in FUSIONS:
-            run = pipeline.train(config, "fusion", {"components": [{"saved": str(folder / c)} for c in FUSIONS[model]]},
-                                 out=out, ks=KS)
+            run = pipeline.train(config, "fusion", {"components": fusion_components(folder, model)}, out=out, ks=KS)
         else:
             run = pipeline.train(config, model, {**FIXED.get((dataset, model), {}), **r["params"]}, out=out, ks=KS)
         means, ci = run.result.means(), run.result.ci95()
@@ -125,7 +129,7 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
         r["refit"] = {"recorded": recorded, "same": all(abs(means[m] - v) < 1e-6 for m, v in recorded.items()),
                       "fit_seconds": round(run.fit_seconds, 1), **stamp()}
         print(f"  NDCG@10 {means['ndcg@10']:.4f} (recorded {recorded['ndcg@10']:.4f})", flush=True)
-    return records
+    return len(rows)
 
 
 def paired_tests(records: list[dict[str, Any]]) -> None:
@@ -191,8 +195,8 @@ def main() -> None:
         ap.error("--dataset is needed (or --table)")
     split, folder = DATASETS[args.dataset], RUNS / args.dataset
     models = args.models.split(",")
-    records = refit_missing(args.dataset, split, records, folder)
-    save(records)
+    if refit_missing(args.dataset, split, records, folder):
+        save(records)
     for model in models:
         if model in FUSIONS:
             missing = [c for c in FUSIONS[model] if not (folder / c / "bundle.json").is_file()]
@@ -206,8 +210,7 @@ def main() -> None:
         if done:  # --force: a new search, not the resumed old study (lmrec tune resumes a study it finds)
             for study in (folder / "tune").glob(f"*-{model}"):
                 shutil.rmtree(study)
-        bundles = {c: str(folder / c) for cs in FUSIONS.values() for c in cs}
-        record = run_model(args.dataset, split, model, args.trials, args.minutes, folder, bundles)
+        record = run_model(args.dataset, split, model, args.trials, args.minutes, folder)
         records = [r for r in records if not (r["dataset"] == args.dataset and r["model"] == model)] + [record]
         paired_tests([r for r in records if r["dataset"] == args.dataset])
         save(records)
