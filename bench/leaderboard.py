@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,10 @@ FIXED: dict[tuple[str, str], dict[str, Any]] = {
                                    "patience": 3},
 }
 KS = (10, 20)
+# Defaults changed after rows were recorded with them: (model, option, the old value, the commit that changed
+# it). A row recorded before that commit, without the option among its parameters, is refitted with the old
+# value, so that the refit reproduces the row (GRU4Rec trained in batches of 128 until dba421a).
+FORMER_DEFAULTS = [("gru4rec", "batch_size", 128, "dba421a")]
 
 
 def fusion_components(folder: Path, model: str) -> list[dict[str, str]]:
@@ -112,7 +117,7 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
     (no search: the tuned choice is kept), fusions last since they read their components' bundles. Models are
     seeded, so the test metrics should come out as recorded; the record keeps the first run's numbers under
     ``refit.recorded`` and takes the new bundle's, so that every row describes the bundle its paired test reads.
-    Updates ``records`` in place; returns how many rows were fitted again."""
+    Updates ``records`` in place and saves them after each row; returns how many rows were fitted again."""
     config = PrepareConfig(dataset=dataset, split=split)
     rows = sorted((r for r in records if r["dataset"] == dataset and not (folder / r["model"] / "bundle.json").is_file()),
                   key=lambda r: r["model"] in FUSIONS)
@@ -122,14 +127,32 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
         if model in FUSIONS:
             run = pipeline.train(config, "fusion", {"components": fusion_components(folder, model)}, out=out, ks=KS)
         else:
-            run = pipeline.train(config, model, {**FIXED.get((dataset, model), {}), **r["params"]}, out=out, ks=KS)
+            run = pipeline.train(config, model, recorded_params(r), out=out, ks=KS)
         means, ci = run.result.means(), run.result.ci95()
         recorded = {m: r[m] for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")}
         r.update({m: means[m] for m in recorded}, ci95={m: ci[m] for m in ("recall@10", "ndcg@10")}, bundle=str(out))
         r["refit"] = {"recorded": recorded, "same": all(abs(means[m] - v) < 1e-6 for m, v in recorded.items()),
                       "fit_seconds": round(run.fit_seconds, 1), **stamp()}
         print(f"  NDCG@10 {means['ndcg@10']:.4f} (recorded {recorded['ndcg@10']:.4f})", flush=True)
+        save(records)  # after each row: a long refit that is stopped keeps what it fitted
     return len(rows)
+
+
+def recorded_params(record: dict[str, Any]) -> dict[str, Any]:
+    """The options a recorded row trained with: its dataset's fixed ones, its tuned ones, and the defaults of
+    the time for those whose default has changed since (``FORMER_DEFAULTS``)."""
+    params = {**FIXED.get((record["dataset"], record["model"]), {}), **record["params"]}
+    for model, option, value, changed_in in FORMER_DEFAULTS:
+        if record["model"] == model and option not in params and not _descends(record["commit"], changed_in):
+            params[option] = value
+    return params
+
+
+def _descends(commit: str, ancestor: str) -> bool:
+    """Whether ``commit`` (a record's, maybe ``-dirty``) has ``ancestor`` in its history."""
+    sha = commit.removesuffix("-dirty")
+    return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, sha], capture_output=True,
+                          cwd=Path(__file__).parent).returncode == 0
 
 
 def paired_tests(records: list[dict[str, Any]]) -> None:
@@ -195,8 +218,7 @@ def main() -> None:
         ap.error("--dataset is needed (or --table)")
     split, folder = DATASETS[args.dataset], RUNS / args.dataset
     models = args.models.split(",")
-    if refit_missing(args.dataset, split, records, folder):
-        save(records)
+    refit_missing(args.dataset, split, records, folder)
     for model in models:
         if model in FUSIONS:
             missing = [c for c in FUSIONS[model] if not (folder / c / "bundle.json").is_file()]
