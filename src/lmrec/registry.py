@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from lmrec.ctr.models import CrossEncoderCTR, FrozenEncoderMLP, IdFM
 from lmrec.ctr.relevance import RelevanceMLP
 from lmrec.errors import ConfigError
+from lmrec.eval.blend import ShortlistBlend
 from lmrec.models import (
     ALS,
     BPR,
@@ -96,3 +97,4 @@ def load_model(path: str | Path) -> Any:
 # Fusion fits and loads other models by name, and models cannot import the registry that imports them.
 Fusion.create_model = staticmethod(lambda name, **params: create(name, ("ranker",), **params))
 Fusion.load_saved = staticmethod(load_model)
+Fusion.shortlist = ShortlistBlend

@@ -34,6 +34,13 @@ class Queries:
         return Queries(self.users[start:stop], self.history[start:stop], self.sequences[start:stop], times,
                        self.time_unit)
 
+    def take(self, rows: np.ndarray) -> Queries:
+        """The queries at these positions (in this order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        times = [self.times[r] for r in rows] if self.times is not None else None
+        return Queries(self.users[rows], self.history[rows], [self.sequences[r] for r in rows], times,
+                       self.time_unit)
+
     def weights(self, half_life: float | None = None, unit: str = "interactions") -> sp.csr_matrix:
         """``[B, n_items]`` weights of each user's history items, for profile-style models.
 
