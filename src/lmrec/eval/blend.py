@@ -51,7 +51,7 @@ class ShortlistBlend:
     """``value(weights)``: ``metric`` of ``weighted_sum(weights, [source(q) for source in sources])`` over the
     evaluator's users, as ``evaluator.evaluate`` would compute it (module docstring)."""
 
-    def __init__(self, evaluator: Evaluator, sources: Sequence[Source], metric: str, depth: int = 100):
+    def __init__(self, evaluator: Evaluator, sources: Sequence[Source], metric: str, depth: int = 200):
         n_items = evaluator.split.n_items
         k = shortlist_cutoff(metric, depth, n_items)
         if k is None or evaluator.sampled is not None:
