@@ -56,7 +56,7 @@ class ShortlistBlend:
         k = shortlist_cutoff(metric, depth, n_items)
         if k is None or evaluator.sampled is not None:
             raise ValueError(f"a shortlist computes full-ranking top-k metrics at k <= depth ({depth}), not {metric!r}")
-        self.evaluator, self.sources, self.k = evaluator, list(sources), k
+        self.sources, self.k = list(sources), k
         self.per_user = _PER_USER[metric.partition("@")[0]]
         self.queries, self.targets = evaluator.queries, evaluator.targets
         self.n_relevant = np.asarray(self.targets.sum(1)).ravel().astype(np.int64)

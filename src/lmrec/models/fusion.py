@@ -114,7 +114,6 @@ class Fusion(Recommender):
     def _search_weights(self, validation: Any) -> np.ndarray:
         """Coordinate ascent over the grid on the validation metric; component scores are computed once."""
         components, metric = self.components_, self.config.metric
-        assert self.n_items_ is not None
         measure = self._shortlist_metric(validation) or self._catalogue_metric(validation)
 
         def value(weights: np.ndarray) -> float:
