@@ -39,20 +39,39 @@ def titles(informative, seed=0):
 TEXT = {"model": "lmcontent", "params": {"encoder": "hash"}}
 
 
-def test_noise_text_gets_no_weight_and_the_fusion_keeps_collaborative_quality():
-    split = grouped(200, 6)
+@pytest.mark.parametrize("power", [1.0, 8.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noise_text_does_not_cost_the_fusion_its_collaborative_quality(seed, power):
+    """Item text of random words: whatever weight validation gives it (chance agreement can earn some), the
+    fusion stays within 0.01 NDCG@5 of ItemKNN alone on test, for the mean-vector text model and the
+    sharpened one alike."""
+    split = grouped(200, 6, seed=seed)
     valid, test = Evaluator(split, "valid", ks=(5,)), Evaluator(split, "test", ks=(5,))
-    fusion = create("fusion", components=[TEXT, {"model": "itemknn"}], metric="ndcg@5")
-    fusion.fit(split.train, titles(informative=False), validation=valid)
-    assert fusion.weights_[0] == 0 and fusion.weights_[1] > 0
+    text = {"model": "lmcontent", "params": {"encoder": "hash", "power": power}}
+    fusion = create("fusion", components=[text, {"model": "itemknn"}], metric="ndcg@5")
+    fusion.fit(split.train, titles(informative=False, seed=seed), validation=valid)
+    assert fusion.weights_[1] > 0
     knn = create("itemknn").fit(split.train)
-    np.testing.assert_allclose(test.evaluate(fusion).means()["ndcg@5"], test.evaluate(knn).means()["ndcg@5"])
+    assert test.evaluate(fusion).means()["ndcg@5"] >= test.evaluate(knn).means()["ndcg@5"] - 0.01
     # the search was judged on validation: the chosen weights are the best it saw there, and no worse than
     # either component alone
     chosen = valid.evaluate(fusion).means()["ndcg@5"]
     assert max(s["ndcg@5"] for s in fusion.search_) == pytest.approx(chosen)
     alone = [s["ndcg@5"] for s in fusion.search_ if sorted(s["weights"]) == [0.0, 1.0]]
     assert len(alone) == 2 and chosen >= max(alone)
+
+
+def test_noise_text_gets_no_weight_where_validation_shows_it_hurts():
+    """Seed 0, the mean-vector text model: noise text lowers validation NDCG@5 at every weight tried, so it
+    gets none and the fusion ranks exactly as ItemKNN does."""
+    split = grouped(200, 6)
+    valid, test = Evaluator(split, "valid", ks=(5,)), Evaluator(split, "test", ks=(5,))
+    text = {"model": "lmcontent", "params": {"encoder": "hash", "power": 1.0}}
+    fusion = create("fusion", components=[text, {"model": "itemknn"}], metric="ndcg@5")
+    fusion.fit(split.train, titles(informative=False), validation=valid)
+    assert fusion.weights_[0] == 0 and fusion.weights_[1] > 0
+    knn = create("itemknn").fit(split.train)
+    np.testing.assert_allclose(test.evaluate(fusion).means()["ndcg@5"], test.evaluate(knn).means()["ndcg@5"])
 
 
 def test_informative_text_gets_weight_when_interactions_are_scarce():

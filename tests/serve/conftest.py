@@ -31,13 +31,16 @@ def write_parity_dataset(home):
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory):
     """``{name: path}`` trained on the parity data (leave-one-out): itemknn, ease and sasrec (item ids only),
-    lmcontent and textseq (item text, through the hashing encoder: no model files needed)."""
+    lmcontent, lmcontent-mean (power 1: inner-product scores) and textseq (item text, through the hashing
+    encoder: no model files needed)."""
     root = tmp_path_factory.mktemp("serve")
     home = write_parity_dataset(root / "home")
     config = PrepareConfig(dataset="parity", split="loo")
     out = {}
     small = {"epochs": 3, "dim": 16, "layers": 1, "max_len": 8}
-    for name, params in (("itemknn", {}), ("ease", {}), ("sasrec", small), ("lmcontent", {"encoder": "hash:1024"}),
-                         ("textseq", {**small, "encoder": "hash:1024", "experts": 2})):
-        out[name] = pipeline.train(config, name, params, root / name, data_dir=home).path
+    for name, model, params in (("itemknn", "itemknn", {}), ("ease", "ease", {}), ("sasrec", "sasrec", small),
+                                ("lmcontent", "lmcontent", {"encoder": "hash:1024"}),
+                                ("lmcontent-mean", "lmcontent", {"encoder": "hash:1024", "power": 1}),
+                                ("textseq", "textseq", {**small, "encoder": "hash:1024", "experts": 2})):
+        out[name] = pipeline.train(config, model, params, root / name, data_dir=home).path
     return out

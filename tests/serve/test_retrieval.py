@@ -25,7 +25,8 @@ def model_and_queries():
     user = np.repeat(np.arange(N_USERS), 5)
     item = rng.integers(0, N_ITEMS, len(user))
     train = Interactions(user, item, users, items, time=np.arange(len(user)))
-    model = LMContent(encoder="hash:256").fit(train, ItemTable(items, {"title": titles}))
+    # power 1: the mean-vector model, whose scores are inner products an index can serve
+    model = LMContent(encoder="hash:256", power=1).fit(train, ItemTable(items, {"title": titles}))
     return model, Queries.from_interactions(train)
 
 
@@ -63,13 +64,29 @@ def test_auto_is_exact_for_small_catalogues_and_new_items_reach_the_index(model_
 def test_text_models_added_items_are_searchable(bundles):
     from lmrec.bundle import Bundle
 
-    bundle = Bundle.load(bundles["lmcontent"])
+    bundle = Bundle.load(bundles["lmcontent-mean"])
     bundle.retriever = Retriever(bundle.model, "hnsw")
     before = bundle.recommend(np.array([0, 2]), 3)  # builds the index
     bundle.add_items(["i99"], [{"name": "gadget even model 99", "kind": "even"}])
     after = bundle.recommend(np.array([0, 2]), 17)
     assert bundle.retriever._index.ntotal == 17 and "i99" in [r.item for r in after]
     assert [r.item for r in before] == [r.item for r in after[:3]]
+
+
+def test_a_score_that_is_no_inner_product_is_served_exactly(bundles):
+    """LMContent above power 1 sums powers of cosines: no index can hold it, so an index request scores every
+    item exactly (and builds nothing)."""
+    from lmrec.bundle import Bundle
+
+    bundle = Bundle.load(bundles["lmcontent"])
+    assert bundle.model.config.power > 1 and bundle.model.retrieval_items() is None
+    queries = Queries.from_interactions(bundle.prepared.split.train)
+    retriever = Retriever(bundle.model, "hnsw")
+    ids, scores = retriever.top_k(queries, 5, queries.history)
+    exact_ids, exact_scores = recommend(bundle.model, queries, 5, queries.history)
+    assert retriever._index is None
+    np.testing.assert_array_equal(ids, exact_ids)
+    np.testing.assert_array_equal(scores, exact_scores)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "textseq"])

@@ -1,4 +1,10 @@
-"""LMContent: language-model item vectors; a user is the recency-weighted mean of their history's vectors."""
+"""LMContent: language-model item vectors; an item's score sums its text similarity to each history item.
+
+With ``power`` 1 a user is the recency-weighted mean of their history's vectors (the score is an inner product,
+servable from a vector index). Above 1 each history item's cosine to the candidate is raised to that power
+before the weighted sum, so a candidate very close to one history item outranks one loosely close to all of
+them: a text item-kNN. On the validation parts of MovieLens-100K, Amazon Scientific, Office and Arts, power 8
+beat the mean by 15%, 10%, 23% and 44% NDCG@10 (docs/benchmarks.md, "Language-model recommenders")."""
 
 from __future__ import annotations
 
@@ -25,13 +31,21 @@ class LMContentConfig(BaseModel):
     # weights by far (docs/benchmarks.md, "Language-model recommenders"): recent interests dominate.
     half_life: float | None = Field(1.0, gt=0, description="recency half-life (interest drift); None = equal weights")
     half_life_unit: Literal["interactions", "seconds"] = "interactions"
+    power: float = Field(8.0, ge=1.0, le=64.0,
+                         description="exponent on each history item's cosine to the candidate (negatives count as 0); "
+                                     "1 = the mean history vector's inner product")
     batch_size: int = Field(64, ge=1)
     max_length: int = Field(128, ge=8, description="tokens per item text (longer texts are truncated)")
 
 
+# Bytes of history-by-catalogue similarities held at once while scoring with power > 1.
+SIMILARITY_BYTES = 256 * 2**20
+
+
 class LMContent(TextServing, Recommender):
-    """score(u, i) = <user vector, item vector> over every item with text, including items nobody has
-    interacted with yet (cold-start items). Item vectors come from the embedding cache."""
+    """score(u, i) = sum over history items h of w(u, h) * max(0, cos(h, i)) ** power, or with power 1
+    <user vector, item vector>, over every item with text, including items nobody has interacted with yet
+    (cold-start items). Item vectors come from the embedding cache."""
 
     name = "lmcontent"
     Config = LMContentConfig
@@ -45,6 +59,12 @@ class LMContent(TextServing, Recommender):
         self.item_vectors_ = np.ascontiguousarray(vectors, dtype=np.float32)
         self.has_text_ = has_text
         self.encoder_fingerprint_ = np.array(encoder.fingerprint)
+        self._unit_vectors = None
+
+    @property
+    def linear(self) -> bool:
+        """Whether the score is the mean history vector's inner product (power 1)."""
+        return self.config.power == 1.0
 
     def user_vectors(self, queries: Queries) -> np.ndarray:
         """``[B, dim]`` L2-normalised recency-weighted means of the history item vectors."""
@@ -55,19 +75,41 @@ class LMContent(TextServing, Recommender):
 
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
-        return self.user_vectors(queries) @ self.item_vectors_.T
+        if self.linear:
+            return self.user_vectors(queries) @ self.item_vectors_.T
+        w = queries.weights(self.config.half_life, self.config.half_life_unit).tocsc()
+        history = np.flatnonzero(np.diff(w.indptr))  # the distinct history items of the batch
+        out = np.zeros((len(queries), len(self.item_vectors_)), dtype=np.float32)
+        step = max(1, SIMILARITY_BYTES // (4 * max(1, len(self.item_vectors_))))
+        for start in range(0, len(history), step):
+            chunk = history[start:start + step]
+            out += (w[:, chunk] @ self.similarities(self.item_vectors_[chunk])).astype(np.float32)
+        return out
 
-    # --- retrieval: the scores are inner products of these ----------------------------------------------------
-    def retrieval_items(self) -> np.ndarray:
-        return self.item_vectors_
+    def similarities(self, vectors: np.ndarray) -> np.ndarray:
+        """``[len(vectors), n_items]``: ``max(0, cos) ** power`` of each vector to every item's."""
+        sims = _unit_rows(vectors) @ self._unit().T
+        np.maximum(sims, 0.0, out=sims)
+        return np.power(sims, np.float32(self.config.power), out=sims)
 
-    def retrieval_queries(self, queries: Queries) -> np.ndarray:
-        return self.user_vectors(queries)
+    def _unit(self) -> np.ndarray:
+        if getattr(self, "_unit_vectors", None) is None:
+            self._unit_vectors = _unit_rows(self.item_vectors_)
+        return self._unit_vectors
 
-    # --- explanations: the score is linear in the history before the user vector's norm ---------------------
+    # --- retrieval: with power 1 the scores are inner products of these ---------------------------------------
+    def retrieval_items(self) -> np.ndarray | None:
+        return self.item_vectors_ if self.linear else None
+
+    def retrieval_queries(self, queries: Queries) -> np.ndarray | None:
+        return self.user_vectors(queries) if self.linear else None
+
+    # --- explanations: the score is a sum over the history (power 1: before the user vector's norm) -----------
     def history_terms(self, queries: Queries, item: int) -> tuple[np.ndarray, np.ndarray]:
         w = queries.weights(self.config.half_life, self.config.half_life_unit)[0]
         distinct = w.indices
+        if not self.linear:
+            return distinct, (w.data * self.similarities(self.item_vectors_[distinct])[:, item]).astype(np.float32)
         norm = float(np.linalg.norm(w @ self.item_vectors_))
         terms = w.data * (self.item_vectors_[distinct] @ self.item_vectors_[item])
         return distinct, (terms / norm if norm > 0 else np.zeros_like(terms)).astype(np.float32)
@@ -80,6 +122,10 @@ class LMContent(TextServing, Recommender):
         """``item``'s score for the one user of ``queries`` if ``history_item`` read each of ``texts``."""
         w = queries.weights(self.config.half_life, self.config.half_life_unit)[0]
         weight = float(w[0, history_item])
+        if not self.linear:
+            own = float(self.similarities(self.item_vectors_[[history_item]])[0, item])
+            rest = float(self.score(queries)[0, item]) - weight * own
+            return (rest + weight * self.similarities(self._encoder().encode(texts))[:, item]).astype(np.float32)
         base = np.asarray(w @ self.item_vectors_, dtype=np.float32)[0] - weight * self.item_vectors_[history_item]
         users = base[None, :] + weight * self._encoder().encode(texts)
         norms = np.linalg.norm(users, axis=1, keepdims=True)
@@ -100,10 +146,11 @@ class LMContent(TextServing, Recommender):
         self.item_vectors_ = np.concatenate([self.item_vectors_, vectors])
         self.has_text_ = np.concatenate([self.has_text_, np.ones(len(new), dtype=bool)])
         self.n_items_ += len(new)
+        self._unit_vectors = None
 
     def score_text(self, queries: Queries, texts: list[str]) -> np.ndarray:
         """The text as a ``TextQuery`` (negated phrases push items down), mixed half and half with the
-        history's vector when there is a history."""
+        history's mean vector when there is a history (whatever the power: a query is one vector)."""
         self._check_fitted()
         if len(texts) != len(queries):
             raise ConfigError(f"{len(texts)} texts for {len(queries)} queries")
@@ -114,3 +161,10 @@ class LMContent(TextServing, Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_vectors_": self.item_vectors_, "has_text_": self.has_text_,
                 "encoder_fingerprint_": self.encoder_fingerprint_}
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """float32 copies of ``vectors`` scaled to length 1 (zero rows, items without text, stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
