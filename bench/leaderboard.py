@@ -67,8 +67,9 @@ FIXED: dict[tuple[str, str], dict[str, Any]] = {
 KS = (10, 20)
 # Defaults changed after rows were recorded with them: (model, option, the old value, the commit that changed
 # it). A row recorded before that commit, without the option among its parameters, is refitted with the old
-# value, so that the refit reproduces the row (GRU4Rec trained in batches of 128 until dba421a).
-FORMER_DEFAULTS = [("gru4rec", "batch_size", 128, "dba421a")]
+# value, so that the refit reproduces the row (GRU4Rec trained in batches of 128 until dba421a; LMContent scored
+# by the mean history vector, power 1, until 9ac43b1).
+FORMER_DEFAULTS = [("gru4rec", "batch_size", 128, "dba421a"), ("lmcontent", "power", 1.0, "9ac43b1")]
 
 
 def fusion_components(folder: Path, model: str) -> list[dict[str, str]]:
