@@ -69,3 +69,23 @@ def test_power_one_is_the_mean_vectors_inner_product_and_an_index_can_serve_it()
 def test_power_must_be_at_least_one():
     with pytest.raises(ConfigError, match="power"):
         LMContent(power=0.5)
+
+
+def test_a_model_saved_before_the_power_option_loads_as_the_mean_vector_model(tmp_path):
+    """Saved configs of older lmrec versions have no ``power``: such a model was the mean-vector one, and must
+    load with the scores it was saved with, not with the new default's."""
+    import json
+
+    from lmrec.registry import load_model
+
+    mean, q = fitted(1.0)
+    mean.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    del meta["config"]["power"]  # what lmrec wrote before the option (model.json is not among the checksums)
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    loaded = load_model(tmp_path / "old")
+    assert loaded.config.power == 1.0
+    np.testing.assert_array_equal(loaded.score(q), mean.score(q))
+    sharp, _ = fitted(8.0)
+    sharp.save(tmp_path / "new")  # a model saved now names its power and keeps it
+    assert load_model(tmp_path / "new").config.power == 8.0

@@ -57,6 +57,10 @@ class Model:
     name: ClassVar[str] = "base"
     kind: ClassVar[str] = "model"
     Config: ClassVar[type[BaseModel]] = NoConfig
+    # Options added to ``Config`` after models were saved without them: the value each such saved model was
+    # fitted with (the behaviour before the option existed), used where a saved config lacks the option, so
+    # that a model saved by an older lmrec loads with the outputs it was saved with, whatever the new default.
+    options_absent_from_old_saves: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any):
         # typed Any: each subclass reads its own Config's fields
@@ -124,7 +128,7 @@ class Model:
         if meta["name"] != cls.name:
             raise ArtifactError(f"{path / MODEL_JSON}: holds a {meta['name']!r} model, not {cls.name!r} "
                                 "(load it with lmrec.registry.load_model)")
-        model = cls(**meta["config"])
+        model = cls(**{**cls.options_absent_from_old_saves, **meta["config"]})
         model._set_meta(meta["learned"])
         model._load_files(path)
         try:

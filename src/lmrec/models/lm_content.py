@@ -49,6 +49,7 @@ class LMContent(TextServing, Recommender):
 
     name = "lmcontent"
     Config = LMContentConfig
+    options_absent_from_old_saves = {"power": 1.0}  # saved before the option existed: the mean-vector model
 
     def _fit(self, train: Interactions, items: ItemTable | None) -> None:
         if items is None or not items.fields:
