@@ -32,6 +32,7 @@ whether the test metrics came out the same.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import subprocess
@@ -135,7 +136,7 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
         r["refit"] = {"recorded": recorded, "same": all(abs(means[m] - v) < 1e-6 for m, v in recorded.items()),
                       "fit_seconds": round(run.fit_seconds, 1), **stamp()}
         print(f"  NDCG@10 {means['ndcg@10']:.4f} (recorded {recorded['ndcg@10']:.4f})", flush=True)
-        save(records)  # after each row: a long refit that is stopped keeps what it fitted
+        save([r])  # after each row: a long refit that is stopped keeps what it fitted
     return len(rows)
 
 
@@ -175,10 +176,19 @@ def load() -> list[dict[str, Any]]:
     return json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
 
 
-def save(records: list[dict[str, Any]]) -> None:
+def save(rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` into the results file, replacing the records of the same dataset and model and keeping
+    every other record as the file has it now: runs on different datasets may save at the same time (under a
+    lock), and none overwrites what the other recorded since it started."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"protocol": __doc__.split("Protocol, per dataset")[1].split("Records merge")[0]
-                                   .strip() if __doc__ else "", "records": records}, indent=2))
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        keys = {(r["dataset"], r["model"]) for r in rows}
+        records = [r for r in load() if (r["dataset"], r["model"]) not in keys] + rows
+        protocol = __doc__.split("Protocol, per dataset")[1].split("Records merge")[0].strip() if __doc__ else ""
+        tmp = RESULTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"protocol": protocol, "records": records}, indent=2))
+        tmp.replace(RESULTS)
 
 
 def table(records: list[dict[str, Any]]) -> str:
@@ -235,8 +245,9 @@ def main() -> None:
                 shutil.rmtree(study)
         record = run_model(args.dataset, split, model, args.trials, args.minutes, folder)
         records = [r for r in records if not (r["dataset"] == args.dataset and r["model"] == model)] + [record]
-        paired_tests([r for r in records if r["dataset"] == args.dataset])
-        save(records)
+        rows = [r for r in records if r["dataset"] == args.dataset]
+        paired_tests(rows)
+        save(rows)
         print(f"{args.dataset} {model}: NDCG@10 {record['ndcg@10']:.4f}, {record['trials']} trials, "
               f"{record['cpu_seconds'] / 60:.1f} CPU min", flush=True)
     print(table([r for r in records if r["dataset"] == args.dataset]))
