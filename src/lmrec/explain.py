@@ -3,9 +3,9 @@
 History items: where a model's score is a sum over the history, the terms are the attribution, exactly
 (EASE and ItemKNN: one learned weight per history item; ``lmcontent``: the recency-weighted similarity of
 each history item's vector to the power, or at power 1 over the norm of the user vector). Everywhere else
-(sequence models, two-tower, MF, ...) it is **occlusion**: the item is scored again with each history item removed (all its
-occurrences), in one batch, and the contribution is how much the score falls. Attention weights are not used:
-they say where a network looked, not what changed its answer.
+(sequence models, two-tower, MF, ...) it is **occlusion**: the item is scored again with each history item
+removed (all its occurrences), in one batch, and the contribution is how much the score falls. Attention
+weights are not used: they say where a network looked, not what changed its answer.
 
 Words (models that read text): the item's text is encoded again with each word left out, and a word's weight
 is how much the item's score falls without it; the same for the text of the history item that contributed

@@ -1,10 +1,10 @@
 """Top-k at serving time: every item scored exactly for small catalogues, a FAISS index for large ones.
 
 A model whose scores are inner products (``retrieval_items`` / ``retrieval_queries``: the sequence models,
-``lmcontent`` at power 1) can be searched with an approximate nearest-neighbour index (inner product; HNSW, or IVF for
-the largest catalogues). The index proposes candidates; each candidate is then re-scored exactly with the
-model's own float32 vectors, so every returned score is the model's score and the order is exact among the
-candidates. What an index can miss is an item outside its candidates: ``bench/retrieval.py`` measures how
+``lmcontent`` at power 1) can be searched with an approximate nearest-neighbour index (inner product; HNSW,
+or IVF for the largest catalogues). The index proposes candidates; each candidate is then re-scored exactly
+with the model's own float32 vectors, so every returned score is the model's score and the order is exact
+among the candidates. What an index can miss is an item outside its candidates: ``bench/retrieval.py`` measures how
 often (recall of the exact top-k) against the time saved.
 
 Queries the index cannot serve fall back to exact scoring: models without an inner-product form, free-text

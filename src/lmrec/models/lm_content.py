@@ -78,13 +78,14 @@ class LMContent(TextServing, Recommender):
         self._check_fitted()
         if self.linear:
             return self.user_vectors(queries) @ self.item_vectors_.T
-        w = queries.weights(self.config.half_life, self.config.half_life_unit).tocsc()
+        # float32 weights: each chunk's product stays float32 ([B, n_items] float64 would double the memory)
+        w = queries.weights(self.config.half_life, self.config.half_life_unit).astype(np.float32).tocsc()
         history = np.flatnonzero(np.diff(w.indptr))  # the distinct history items of the batch
         out = np.zeros((len(queries), len(self.item_vectors_)), dtype=np.float32)
         step = max(1, SIMILARITY_BYTES // (4 * max(1, len(self.item_vectors_))))
         for start in range(0, len(history), step):
             chunk = history[start:start + step]
-            out += (w[:, chunk] @ self.similarities(self.item_vectors_[chunk])).astype(np.float32)
+            out += w[:, chunk] @ self.similarities(self.item_vectors_[chunk])
         return out
 
     def similarities(self, vectors: np.ndarray) -> np.ndarray:
