@@ -70,9 +70,7 @@ class LMContent(TextServing, Recommender):
     def user_vectors(self, queries: Queries) -> np.ndarray:
         """``[B, dim]`` L2-normalised recency-weighted means of the history item vectors."""
         w = queries.weights(self.config.half_life, self.config.half_life_unit)
-        u = np.asarray(w @ self.item_vectors_, dtype=np.float32)
-        norms = np.linalg.norm(u, axis=1, keepdims=True)
-        return np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
+        return _unit_rows(np.asarray(w @ self.item_vectors_, dtype=np.float32))
 
     def score(self, queries: Queries) -> np.ndarray:
         self._check_fitted()
