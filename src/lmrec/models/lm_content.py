@@ -86,9 +86,11 @@ class LMContent(TextServing, Recommender):
             out += w[:, chunk] @ self.similarities(self.item_vectors_[chunk])
         return out
 
-    def similarities(self, vectors: np.ndarray) -> np.ndarray:
-        """``[len(vectors), n_items]``: ``max(0, cos) ** power`` of each vector to every item's."""
-        sims = _unit_rows(vectors) @ self._unit().T
+    def similarities(self, vectors: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """``[len(vectors), n_items]`` (or ``[len(vectors), len(items)]``): ``max(0, cos) ** power`` of each
+        vector to every item's (to those ``items``')."""
+        unit = self._unit() if items is None else self._unit()[items]
+        sims = _unit_rows(vectors) @ unit.T
         np.maximum(sims, 0.0, out=sims)
         return np.power(sims, np.float32(self.config.power), out=sims)
 
@@ -109,7 +111,8 @@ class LMContent(TextServing, Recommender):
         w = queries.weights(self.config.half_life, self.config.half_life_unit)[0]
         distinct = w.indices
         if not self.linear:
-            return distinct, (w.data * self.similarities(self.item_vectors_[distinct])[:, item]).astype(np.float32)
+            sims = self.similarities(self.item_vectors_[distinct], np.array([item]))[:, 0]
+            return distinct, (w.data * sims).astype(np.float32)
         norm = float(np.linalg.norm(w @ self.item_vectors_))
         terms = w.data * (self.item_vectors_[distinct] @ self.item_vectors_[item])
         return distinct, (terms / norm if norm > 0 else np.zeros_like(terms)).astype(np.float32)
@@ -123,9 +126,10 @@ class LMContent(TextServing, Recommender):
         w = queries.weights(self.config.half_life, self.config.half_life_unit)[0]
         weight = float(w[0, history_item])
         if not self.linear:
-            own = float(self.similarities(self.item_vectors_[[history_item]])[0, item])
-            rest = float(self.score(queries)[0, item]) - weight * own
-            return (rest + weight * self.similarities(self._encoder().encode(texts))[:, item]).astype(np.float32)
+            distinct, terms = self.history_terms(queries, item)  # the score is their sum
+            rest = float(terms[distinct != history_item].sum())
+            texts_sims = self.similarities(self._encoder().encode(texts), np.array([item]))[:, 0]
+            return (rest + weight * texts_sims).astype(np.float32)
         base = np.asarray(w @ self.item_vectors_, dtype=np.float32)[0] - weight * self.item_vectors_[history_item]
         users = base[None, :] + weight * self._encoder().encode(texts)
         norms = np.linalg.norm(users, axis=1, keepdims=True)
