@@ -73,9 +73,15 @@ KS = (10, 20)
 FORMER_DEFAULTS = [("gru4rec", "batch_size", 128, "dba421a"), ("lmcontent", "power", 1.0, "9ac43b1")]
 
 
-def fusion_components(folder: Path, model: str) -> list[dict[str, str]]:
-    """A fusion row's components: its models' bundles in the dataset's folder."""
-    return [{"saved": str(folder / c)} for c in FUSIONS[model]]
+def fusion_params(folder: Path, model: str, fallback: bool = True) -> dict[str, Any]:
+    """A fusion row's options: its models' bundles in the dataset's folder and, for an LM fusion, its non-LM
+    components as the ``fallback`` (their own search first, which is the no-text twin's search, and the full
+    search also from its end: the LM row cannot end below its twin on validation). ``fallback=False`` for
+    the rows recorded before the option, which are refitted as they ran."""
+    params: dict[str, Any] = {"components": [{"saved": str(folder / c)} for c in FUSIONS[model]]}
+    if fallback and model in LM_ROWS:
+        params["fallback"] = [i for i, c in enumerate(FUSIONS[model]) if c not in LM]
+    return params
 
 
 def run_model(dataset: str, split: str, model: str, trials: int, minutes: float, folder: Path) -> dict[str, Any]:
@@ -84,12 +90,14 @@ def run_model(dataset: str, split: str, model: str, trials: int, minutes: float,
     wall, cpu = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {"dataset": dataset, "split": split, "model": model, "lm": model in LM_ROWS}
     if model in FUSIONS:
-        components = fusion_components(folder, model)
-        run = pipeline.train(config, "fusion", {"components": components}, out=out, ks=KS)
-        record.update(trials=1, search_seconds=0.0, params={"components": FUSIONS[model],
+        params = fusion_params(folder, model)
+        run = pipeline.train(config, "fusion", params, out=out, ks=KS)
+        fallback = {} if run.model.fallback_ is None else {"fallback": params["fallback"],
+                                                           "fallback_weights": run.model.fallback_["weights"]}
+        sets = "".join(f" --set {k}='{json.dumps(v)}'" for k, v in params.items())
+        record.update(trials=1, search_seconds=0.0, params={"components": FUSIONS[model], **fallback,
                                                             "weights": run.model.weights_.tolist()},
-                      command=f"lmrec train --dataset {dataset} --split {split} --model fusion --out {out} "
-                              f"--set components='{json.dumps(components)}'")
+                      command=f"lmrec train --dataset {dataset} --split {split} --model fusion --out {out}{sets}")
     elif model == "pop":
         run = pipeline.train(config, "pop", out=out, ks=KS)
         record.update(trials=0, search_seconds=0.0, params={},
@@ -127,7 +135,8 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
         model, out = r["model"], folder / r["model"]
         print(f"{dataset} {model}: bundle missing, fitting it again from the recorded parameters", flush=True)
         if model in FUSIONS:
-            run = pipeline.train(config, "fusion", {"components": fusion_components(folder, model)}, out=out, ks=KS)
+            params = fusion_params(folder, model, fallback="fallback" in r["params"])
+            run = pipeline.train(config, "fusion", params, out=out, ks=KS)
         else:
             run = pipeline.train(config, model, recorded_params(r), out=out, ks=KS)
         means, ci = run.result.means(), run.result.ci95()

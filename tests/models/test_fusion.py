@@ -105,6 +105,51 @@ def test_saved_components_are_used_as_fitted(tmp_path):
         create("fusion", components=[TEXT, {"saved": str(tmp_path / "knn")}]).fit(other.train, items)
 
 
+def test_fallback_search_is_the_search_a_fusion_of_those_components_makes():
+    """With ``fallback`` naming the collaborative components, their own search inside the fusion ends on the
+    weights (and validation value) a fusion of just them finds, and the full fusion never ends below it."""
+    split = grouped(200, 6)
+    valid = Evaluator(split, "valid", ks=(5,))
+    items = titles(informative=False)
+    collaborative = [{"model": "itemknn"}, {"model": "pop"}, {"model": "als", "params": {"factors": 8, "iterations": 3}}]
+    text = {"model": "lmcontent", "params": {"encoder": "hash"}}
+    twin = create("fusion", components=collaborative, metric="ndcg@5").fit(split.train, items, validation=valid)
+    fusion = create("fusion", components=[text, *collaborative], metric="ndcg@5", fallback=[3, 1, 2])
+    fusion.fit(split.train, items, validation=valid)
+    assert fusion.fallback_["weights"] == [0.0, *twin.weights_.tolist()]
+    twin_value = valid.evaluate(twin).means()["ndcg@5"]
+    assert fusion.fallback_["ndcg@5"] == pytest.approx(twin_value, abs=1e-12)
+    assert valid.evaluate(fusion).means()["ndcg@5"] >= twin_value
+
+
+class _Landscape:
+    """A stand-in validation whose metric is a function of the weights under search (``Fusion`` reads
+    ``evaluate(scorer).means()``): 0.5 where component 0 is off and components 1 and 2 weigh 3 : 1, 0.45
+    wherever component 0 is on, 0.3 elsewhere. Coordinate ascent over all three from equal weights or from
+    component 0 alone stays at 0.45 (no single change reaches 0.5); over components 1 and 2 alone it climbs
+    from (1, 1) to (3, 1)."""
+
+    def evaluate(self, scorer, name=None):
+        w = scorer.weights
+        value = 0.45 if w[0] > 0 else 0.5 if w[2] > 0 and w[1] == 3 * w[2] else 0.3
+        return type("Result", (), {"means": lambda self: {"ndcg@10": value}})()
+
+
+def _search(fallback):
+    fusion = create("fusion", components=[{"model": "pop"}] * 3, fallback=fallback)
+    fusion.components_ = [create("pop") for _ in range(3)]
+    fusion.n_items_ = 3
+    return fusion._search_weights(_Landscape()), fusion
+
+
+def test_the_fallback_start_escapes_a_local_optimum_of_the_full_search():
+    weights, _ = _search([])
+    assert weights[0] > 0  # stuck at 0.45
+    weights, fusion = _search([1, 2])
+    np.testing.assert_array_equal(weights, [0.0, 3.0, 1.0])
+    assert fusion.fallback_ == {"weights": [0.0, 3.0, 1.0], "ndcg@10": 0.5}
+
+
 def test_bad_specs_are_refused():
     with pytest.raises(ConfigError, match="either a model to fit or a saved one"):
         create("fusion", components=[{"model": "ease", "saved": "x"}, {"model": "pop"}])
@@ -112,6 +157,12 @@ def test_bad_specs_are_refused():
         create("fusion", components=[{"model": "ease"}])
     with pytest.raises(ConfigError, match="unknown recommender 'eas'"):
         create("fusion", components=[{"model": "eas"}, {"model": "pop"}]).fit(grouped(8, 3).train)
+    two = [{"model": "ease"}, {"model": "pop"}]
+    for fallback in ([2], [0, 0], [-1]):
+        with pytest.raises(ConfigError, match="distinct component indices from 0 to 1"):
+            create("fusion", components=two, fallback=fallback)
+    with pytest.raises(ConfigError, match="some of the components, not all"):
+        create("fusion", components=two, fallback=[0, 1])
 
 
 def test_standardised_rows():

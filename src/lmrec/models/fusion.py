@@ -7,7 +7,12 @@ Components are registered models fitted here on the same training events (``{"mo
 {...}}``), or models already fitted on exactly those events (``{"saved": FOLDER}``: a saved model or a
 bundle; its fingerprint of training events must match). Weights: coordinate ascent over a grid, each step
 kept only if the validation metric rises, from two starts (equal weights, and the best component alone);
-the better end is kept, so the fusion is never below its best component on validation. Each weight vector's
+the better end is kept, so the fusion is never below its best component on validation. With ``fallback``
+(some components' indices, e.g. the collaborative ones beside a text model) the same search first runs over
+those components alone, which is the search a fusion of just them makes (same starts, same order, same
+weights at the end), and the full search also starts from its end: the fusion then never ends below the
+fusion of its fallback components on validation, so a component that adds nothing is left out instead of
+leading the ascent to a worse local optimum. Each weight vector's
 top-k validation metric is computed on per-user shortlists (``lmrec.eval.blend``: exact, several times
 faster than ranking the catalogue for each one); other metrics rank the catalogue.
 A component whose weight ends at zero is not scored at all.
@@ -62,11 +67,21 @@ class FusionConfig(BaseModel):
     grid: list[float] = Field([0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
                               description="weights tried for each component")
     rounds: int = Field(3, ge=1, description="passes of coordinate ascent over the components")
+    fallback: list[int] = Field(default_factory=list,
+                                description="indices of components the fusion can fall back to: their own weight "
+                                "search runs first and the full search also starts from its end, so the "
+                                "fusion never ends below theirs on validation (e.g. the collaborative models "
+                                "beside a text model)")
 
     @model_validator(mode="after")
     def _grid(self) -> FusionConfig:
         if any(w < 0 for w in self.grid) or not any(w > 0 for w in self.grid):
             raise ValueError("grid weights must be >= 0, with at least one > 0")
+        n = len(self.components)
+        if len(set(self.fallback)) != len(self.fallback) or any(not 0 <= i < n for i in self.fallback):
+            raise ValueError(f"fallback: distinct component indices from 0 to {n - 1}, got {self.fallback}")
+        if len(self.fallback) == n:
+            raise ValueError("fallback: name some of the components, not all of them (all is the search itself)")
         return self
 
 
@@ -89,6 +104,7 @@ class Fusion(Recommender):
         self.components_: list[Recommender] = []
         self.weights_: np.ndarray | None = None
         self.search_: list[dict[str, Any]] = []
+        self.fallback_: dict[str, Any] | None = None  # the fallback components' own search: weights, value
 
     def _fit(self, train: Interactions, items: ItemTable | None, validation: Any = None) -> None:
         if self.create_model is None or self.load_saved is None:
@@ -115,47 +131,55 @@ class Fusion(Recommender):
         """Coordinate ascent over the grid on the validation metric; component scores are computed once."""
         components, metric = self.components_, self.config.metric
         measure = self._shortlist_metric(validation) or self._catalogue_metric(validation)
-
-        def value(weights: np.ndarray) -> float:
-            v = measure(weights)
-            self.search_.append({"weights": weights.tolist(), metric: v})
-            return v
-
         n = len(components)
         seen: dict[bytes, float] = {}
 
-        def cached(weights: np.ndarray) -> float:
+        def value(weights: np.ndarray) -> float:
             key = weights.tobytes()
             if key not in seen:
-                seen[key] = value(weights)
+                seen[key] = measure(weights)
+                self.search_.append({"weights": weights.tolist(), metric: seen[key]})
             return seen[key]
 
-        def ascend(start: np.ndarray) -> tuple[np.ndarray, float]:
-            best, best_value = start, cached(start)
+        def ascend(start: np.ndarray, free: list[int]) -> tuple[np.ndarray, float]:
+            """Coordinate ascent over the components in ``free`` (the others keep their weight in ``start``)."""
+            best, best_value = start, value(start)
             for _ in range(self.config.rounds):
                 improved = False
-                for i in range(n):
+                for i in free:
                     for w in self.config.grid:
                         trial = best.copy()
                         trial[i] = w
                         if not trial.any() or np.array_equal(trial, best):
                             continue
-                        v = cached(trial)
+                        v = value(trial)
                         if v > best_value + 1e-9:
                             best, best_value, improved = trial, v, True
                 if not improved:
                     break
             return best, best_value
 
-        # Two starts, since the ascent can stop in a local optimum: equal weights, and the best component
-        # alone (so the fusion never ends below its best component on validation).
-        equal = cached(np.ones(n))
-        alone = [np.eye(n)[i] for i in range(n)]
-        best_single = alone[int(np.argmax([cached(a) for a in alone]))]
-        best, best_value = max((ascend(np.ones(n)), ascend(best_single)), key=lambda r: r[1])
+        def search(free: list[int]) -> tuple[np.ndarray, float]:
+            """The ascent over ``free`` (the rest at 0) from two starts, since it can stop in a local optimum:
+            equal weights, and the best of them alone (so it never ends below its best component). The same
+            steps in the same order as a fusion of just these components takes."""
+            equal = np.zeros(n)
+            equal[free] = 1.0
+            alone = [np.eye(n)[i] for i in free]
+            best_single = alone[int(np.argmax([value(a) for a in alone]))]
+            return max((ascend(equal, free), ascend(best_single, free)), key=lambda r: r[1])
+
+        every = list(range(n))
+        best, best_value = search(every)
         names = [c.name for c in components]
+        if self.config.fallback:
+            fallback = sorted(self.config.fallback)
+            base, base_value = search(fallback)
+            self.fallback_ = {"weights": base.tolist(), metric: base_value}
+            report("fusion: fallback %s alone, valid %s %.4f", dict(zip(names, base.tolist())), metric, base_value)
+            best, best_value = max(((best, best_value), ascend(base, every)), key=lambda r: r[1])
         report("fusion: weights %s, valid %s %.4f (equal weights %.4f)",
-               dict(zip(names, best.tolist())), metric, best_value, equal)
+               dict(zip(names, best.tolist())), metric, best_value, value(np.ones(n)))
         return best
 
     def _shortlist_metric(self, validation: Any) -> Callable[[np.ndarray], float] | None:
@@ -203,7 +227,7 @@ class Fusion(Recommender):
         return {"weights_": self.weights_}
 
     def _meta(self) -> dict[str, Any]:
-        return {**super()._meta(), "search_": self.search_}
+        return {**super()._meta(), "search_": self.search_, "fallback_": self.fallback_}
 
 
 class _WeightedScores:
