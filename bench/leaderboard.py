@@ -11,12 +11,15 @@ Protocol, per dataset (its published split where it has one):
   the model's defaults as the first trial) until it has ``--trials`` trials or ``--minutes`` of search have
   passed (a trial already running finishes); the best trial on validation NDCG@10 (its own fitted model,
   kept during the search) is written as a bundle and evaluated on test once. ``pop`` has nothing to tune
-  and is trained once.
+  and is trained once. ``textseq+id`` is TextSeqRec with a trainable ID embedding added to each item's text
+  vector (``id_mode: add`` fixed for every trial), searched like the rest.
 * ``fusion`` (LM) learns on validation how to weigh the tuned TextSeqRec, SASRec and EASE bundles (their
   scores standardised per user); ``fusion-id`` (non-LM ablation) does the same with SASRec and EASE only, so
   the gain the text component brings is measured, not assumed. ``fusion-all`` / ``fusion-all-id``: the same
   over every tuned model, with and without the text models. Their budget is their components' plus the
-  weight search.
+  weight search. An LM fusion names its non-LM components as its ``fallback``: their weight search (its no-text
+  twin's) runs first and the full search also starts from its end, so it cannot end below its twin on
+  validation.
 * each row: test Recall/NDCG@10 and @20 with 95% CIs over users, trials run, search and final-fit seconds
   (wall) and CPU seconds (process time, all threads), the best parameters, the command that reproduces it;
   then a paired t-test of each row's per-user NDCG@10 against the best non-LM row's.
@@ -51,7 +54,9 @@ RUNS = Path("runs/leaderboard")
 DATASETS = {"movielens-100k": "loo", "amazon-beauty": "loo", "amazon-scientific": "predefined",
             "amazon-arts": "predefined", "amazon-office": "predefined"}
 NON_LM = ["pop", "itemknn", "ease", "als", "bpr", "lightgcn", "multvae", "gru4rec", "bert4rec", "sasrec"]
-LM = ["lmcontent", "textseq"]
+LM = ["lmcontent", "textseq", "textseq+id"]
+# Rows that are a registered model with options fixed for every trial of their search: the row name, the model.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"textseq+id": ("textseq", {"id_mode": "add"})}
 # fusion / fusion-id: the text sequence model with the two usual strongest non-LM models, and without it;
 # fusion-all / fusion-all-id: every tuned model with something to tune, with and without the text models
 # (the weights, zeros included, chosen on validation). Each LM fusion has its no-text twin as a non-LM row.
@@ -73,15 +78,27 @@ KS = (10, 20)
 FORMER_DEFAULTS = [("gru4rec", "batch_size", 128, "dba421a"), ("lmcontent", "power", 1.0, "9ac43b1")]
 
 
-def fusion_params(folder: Path, model: str, fallback: bool = True) -> dict[str, Any]:
-    """A fusion row's options: its models' bundles in the dataset's folder and, for an LM fusion, its non-LM
-    components as the ``fallback`` (their own search first, which is the no-text twin's search, and the full
-    search also from its end: the LM row cannot end below its twin on validation). ``fallback=False`` for
-    the rows recorded before the option, which are refitted as they ran."""
-    params: dict[str, Any] = {"components": [{"saved": str(folder / c)} for c in FUSIONS[model]]}
-    if fallback and model in LM_ROWS:
-        params["fallback"] = [i for i, c in enumerate(FUSIONS[model]) if c not in LM]
+def fusion_params(folder: Path, rows: list[str], fallback: bool) -> dict[str, Any]:
+    """A fusion's options: the bundles of ``rows`` in the dataset's folder and, with ``fallback`` (an LM
+    fusion), its non-LM components as the ``fallback`` (their own search first, which is the no-text twin's
+    search, and the full search also from its end: the LM row cannot end below its twin on validation). Rows
+    recorded before the option are refitted as they ran, without it."""
+    params: dict[str, Any] = {"components": [{"saved": str(folder / c)} for c in rows]}
+    if fallback:
+        params["fallback"] = [i for i, c in enumerate(rows) if c not in LM]
     return params
+
+
+def model_and_fixed(dataset: str, row: str) -> tuple[str, dict[str, Any]]:
+    """The registered model a (non-fusion) row trains and the options fixed for every trial of its search."""
+    model, options = VARIANTS.get(row, (row, {}))
+    return model, {**FIXED.get((dataset, model), {}), **options}
+
+
+def study_dir(folder: Path, row: str) -> Path:
+    """Where a row's search study lives: studies are named by dataset, split and model, so a variant of a
+    model gets a folder of its own."""
+    return folder / "tune" / row if row in VARIANTS else folder / "tune"
 
 
 def run_model(dataset: str, split: str, model: str, trials: int, minutes: float, folder: Path) -> dict[str, Any]:
@@ -90,7 +107,7 @@ def run_model(dataset: str, split: str, model: str, trials: int, minutes: float,
     wall, cpu = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {"dataset": dataset, "split": split, "model": model, "lm": model in LM_ROWS}
     if model in FUSIONS:
-        params = fusion_params(folder, model)
+        params = fusion_params(folder, FUSIONS[model], fallback=model in LM_ROWS)
         run = pipeline.train(config, "fusion", params, out=out, ks=KS)
         fallback = {} if run.model.fallback_ is None else {"fallback": params["fallback"],
                                                            "fallback_weights": run.model.fallback_["weights"]}
@@ -103,8 +120,9 @@ def run_model(dataset: str, split: str, model: str, trials: int, minutes: float,
         record.update(trials=0, search_seconds=0.0, params={},
                       command=f"lmrec train --dataset {dataset} --split {split} --model pop --out {out}")
     else:
-        fixed = FIXED.get((dataset, model), {})
-        found = pipeline.tune(config, model, trials, out, fixed=fixed, timeout=minutes * 60, study_dir=folder / "tune",
+        registered, fixed = model_and_fixed(dataset, model)
+        studies = study_dir(folder, model)
+        found = pipeline.tune(config, registered, trials, out, fixed=fixed, timeout=minutes * 60, study_dir=studies,
                               ks=KS)
         run = found.run
         sets = "".join(f" --set {k}={v}" for k, v in fixed.items())
@@ -112,8 +130,8 @@ def run_model(dataset: str, split: str, model: str, trials: int, minutes: float,
                       pruned=sum(t["state"] == "pruned" for t in found.search.trials),
                       search_seconds=round(found.search.seconds, 1), params=found.search.best_params,
                       best_valid=found.search.best_value,
-                      command=f"lmrec tune --dataset {dataset} --split {split} --model {model} --trials {trials} "
-                              f"--timeout {minutes * 60:g} --out {out} --study-dir {folder / 'tune'}{sets}")
+                      command=f"lmrec tune --dataset {dataset} --split {split} --model {registered} --trials {trials} "
+                              f"--timeout {minutes * 60:g} --out {out} --study-dir {studies}{sets}")
     means, ci = run.result.means(), run.result.ci95()
     record.update({m: means[m] for m in means if m.split("@")[0] in ("recall", "ndcg")},
                   ci95={m: ci[m] for m in ("recall@10", "ndcg@10")}, fit_seconds=round(run.fit_seconds, 1),
@@ -135,10 +153,10 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
         model, out = r["model"], folder / r["model"]
         print(f"{dataset} {model}: bundle missing, fitting it again from the recorded parameters", flush=True)
         if model in FUSIONS:
-            params = fusion_params(folder, model, fallback="fallback" in r["params"])
+            params = fusion_params(folder, r["params"]["components"], fallback="fallback" in r["params"])
             run = pipeline.train(config, "fusion", params, out=out, ks=KS)
         else:
-            run = pipeline.train(config, model, recorded_params(r), out=out, ks=KS)
+            run = pipeline.train(config, model_and_fixed(dataset, model)[0], recorded_params(r), out=out, ks=KS)
         means, ci = run.result.means(), run.result.ci95()
         recorded = {m: r[m] for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")}
         r.update({m: means[m] for m in recorded}, ci95={m: ci[m] for m in ("recall@10", "ndcg@10")}, bundle=str(out))
@@ -152,7 +170,7 @@ def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folde
 def recorded_params(record: dict[str, Any]) -> dict[str, Any]:
     """The options a recorded row trained with: its dataset's fixed ones, its tuned ones, and the defaults of
     the time for those whose default has changed since (``FORMER_DEFAULTS``)."""
-    params = {**FIXED.get((record["dataset"], record["model"]), {}), **record["params"]}
+    params = {**model_and_fixed(record["dataset"], record["model"])[1], **record["params"]}
     for model, option, value, changed_in in FORMER_DEFAULTS:
         if record["model"] == model and option not in params and not _descends(record["commit"], changed_in):
             params[option] = value
@@ -250,7 +268,7 @@ def main() -> None:
             print(f"{args.dataset} {model}: recorded already (--force to run again)")
             continue
         if done:  # --force: a new search, not the resumed old study (lmrec tune resumes a study it finds)
-            for study in (folder / "tune").glob(f"*-{model}"):
+            for study in study_dir(folder, model).glob(f"*-{model_and_fixed(args.dataset, model)[0]}"):
                 shutil.rmtree(study)
         record = run_model(args.dataset, split, model, args.trials, args.minutes, folder)
         records = [r for r in records if not (r["dataset"] == args.dataset and r["model"] == model)] + [record]
