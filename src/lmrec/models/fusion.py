@@ -171,7 +171,7 @@ class Fusion(Recommender):
 
         every = list(range(n))
         best, best_value = search(every)
-        names = [c.name for c in components]
+        names = _labels(components)
         if self.config.fallback:
             fallback = sorted(self.config.fallback)
             base, base_value = search(fallback)
@@ -267,6 +267,12 @@ def standardised(scores: np.ndarray) -> np.ndarray:
     mean = scores.mean(1, keepdims=True)
     std = scores.std(1, keepdims=True)
     return np.where(std > 0, (scores - mean) / np.where(std > 0, std, 1), 0).astype(np.float32)
+
+
+def _labels(components: list[Recommender]) -> list[str]:
+    """Component names for the log, numbered where a model appears more than once (two TextSeqRec variants)."""
+    names = [c.name for c in components]
+    return [f"{name}#{names[:i].count(name) + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)]
 
 
 def _model_folder(path: Path) -> Path:
