@@ -12,9 +12,9 @@ the better end is kept, so the fusion is never below its best component on valid
 those components alone, which is the search a fusion of just them makes (same starts, same order, same
 weights at the end), and the full search also starts from its end: the fusion then never ends below the
 fusion of its fallback components on validation, so a component that adds nothing is left out instead of
-leading the ascent to a worse local optimum. Each weight vector's
-top-k validation metric is computed on per-user shortlists (``lmrec.eval.blend``: exact, several times
-faster than ranking the catalogue for each one); other metrics rank the catalogue.
+leading the ascent to a worse local optimum. Each weight vector's top-k validation metric is computed on
+per-user shortlists (``lmrec.eval.blend``: exact, several times faster than ranking the catalogue for each
+one); other metrics rank the catalogue.
 A component whose weight ends at zero is not scored at all.
 """
 
