@@ -140,14 +140,17 @@ def run_model(dataset: str, split: str, model: str, trials: int, minutes: float,
     return record
 
 
-def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folder: Path) -> int:
+def refit_missing(dataset: str, split: str, records: list[dict[str, Any]], folder: Path,
+                  replaced: frozenset[str] = frozenset()) -> int:
     """Fit again every recorded row of ``dataset`` whose bundle is missing, from the row's recorded parameters
     (no search: the tuned choice is kept), fusions last since they read their components' bundles. Models are
     seeded, so the test metrics should come out as recorded; the record keeps the first run's numbers under
     ``refit.recorded`` and takes the new bundle's, so that every row describes the bundle its paired test reads.
+    Rows in ``replaced`` (run again by this ``--force`` invocation) are not refitted: their new search replaces them.
     Updates ``records`` in place and saves them after each row; returns how many rows were fitted again."""
     config = PrepareConfig(dataset=dataset, split=split)
-    rows = sorted((r for r in records if r["dataset"] == dataset and not (folder / r["model"] / "bundle.json").is_file()),
+    rows = sorted((r for r in records if r["dataset"] == dataset and r["model"] not in replaced
+                   and not (folder / r["model"] / "bundle.json").is_file()),
                   key=lambda r: r["model"] in FUSIONS)
     for r in rows:
         model, out = r["model"], folder / r["model"]
@@ -256,7 +259,7 @@ def main() -> None:
         ap.error("--dataset is needed (or --table)")
     split, folder = DATASETS[args.dataset], RUNS / args.dataset
     models = args.models.split(",")
-    refit_missing(args.dataset, split, records, folder)
+    refit_missing(args.dataset, split, records, folder, frozenset(models if args.force else ()))
     for model in models:
         if model in FUSIONS:
             missing = [c for c in FUSIONS[model] if not (folder / c / "bundle.json").is_file()]
