@@ -188,11 +188,13 @@ def _descends(commit: str, ancestor: str) -> bool:
 
 
 def paired_tests(records: list[dict[str, Any]]) -> None:
-    """Each row's NDCG@10 against the best non-LM row's, per user (paired t-test)."""
-    base = max((r for r in records if not r["lm"]), key=lambda r: r["ndcg@10"], default=None)
+    """Each row's NDCG@10 against the best non-LM row's, per user (paired t-test). A row whose bundle is
+    missing (one a ``--force`` run replaces later, not refitted first) is left out until it is run again."""
+    present = [r for r in records if (Path(r["bundle"]) / "bundle.json").is_file()]
+    base = max((r for r in present if not r["lm"]), key=lambda r: r["ndcg@10"], default=None)
     if base is None:
         return
-    for r in records:
+    for r in present:
         r["vs_best_non_lm"] = base["model"]
         if r is base:
             r["gain_ndcg@10"], r["p_ndcg@10"] = 0.0, None
