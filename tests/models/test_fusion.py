@@ -124,7 +124,7 @@ def test_fallback_search_is_the_search_a_fusion_of_those_components_makes():
 
 class _Landscape:
     """A stand-in validation whose metric is a function of the weights under search (``Fusion`` reads
-    ``evaluate(scorer).means()``): 0.5 where component 0 is off and components 1 and 2 weigh 3 : 1, 0.45
+    ``evaluate(scorer).per_user``; one user here): 0.5 where component 0 is off and components 1 and 2 weigh 3 : 1, 0.45
     wherever component 0 is on, 0.3 elsewhere. Coordinate ascent over all three from equal weights or from
     component 0 alone stays at 0.45 (no single change reaches 0.5); over components 1 and 2 alone it climbs
     from (1, 1) to (3, 1)."""
@@ -132,14 +132,18 @@ class _Landscape:
     def evaluate(self, scorer, name=None):
         w = scorer.weights
         value = 0.45 if w[0] > 0 else 0.5 if w[2] > 0 and w[1] == 3 * w[2] else 0.3
-        return type("Result", (), {"means": lambda self: {"ndcg@10": value}})()
+        return _result(np.array([value]))
 
 
-def _search(fallback):
-    fusion = create("fusion", components=[{"model": "pop"}] * 3, fallback=fallback)
+def _result(per_user):
+    return type("Result", (), {"per_user": {"ndcg@10": per_user}})()
+
+
+def _search(fallback, validation=None, **params):
+    fusion = create("fusion", components=[{"model": "pop"}] * 3, fallback=fallback, **params)
     fusion.components_ = [create("pop") for _ in range(3)]
     fusion.n_items_ = 3
-    return fusion._search_weights(_Landscape()), fusion
+    return fusion._search_weights(validation or _Landscape()), fusion
 
 
 def test_the_fallback_start_escapes_a_local_optimum_of_the_full_search():
@@ -148,6 +152,53 @@ def test_the_fallback_start_escapes_a_local_optimum_of_the_full_search():
     weights, fusion = _search([1, 2])
     np.testing.assert_array_equal(weights, [0.0, 3.0, 1.0])
     assert fusion.fallback_ == {"weights": [0.0, 3.0, 1.0], "ndcg@10": 0.5}
+
+
+class _Voters:
+    """A stand-in validation of 30 users, each wanting components 1 and 2 in their own ratio: user u scores
+    1 - |w1 / (w1 + w2) - target_u| (0 where both are off), component 0 costs everyone 0.1 per unit of
+    weight. ``users`` restricts it to some of them (repeats allowed), as a bootstrap resample does."""
+
+    target = np.linspace(0.1, 0.9, 30) ** 2
+
+    def __init__(self, users=None):
+        self.users = np.arange(30) if users is None else users
+
+    def evaluate(self, scorer, name=None):
+        w = scorer.weights
+        share = w[1] / (w[1] + w[2]) if w[1] + w[2] > 0 else None
+        values = np.zeros(30) if share is None else 1 - np.abs(share - self.target) - 0.1 * w[0]
+        return _result(values[self.users])
+
+
+def test_bags_average_the_searches_on_bootstrap_resamples_of_the_validation_users():
+    """With ``bags`` the weights are the mean of the weights (scaled to sum 1) that the plain search finds on
+    each bootstrap resample of the validation users, drawn from ``seed``; the resamples disagree here, and
+    the fallback start is part of every resample's search."""
+    weights, fusion = _search([1, 2], _Voters(), bags=6, seed=3)
+    rng = np.random.default_rng(3)
+    expected = []
+    for _ in range(6):
+        plain, _ = _search([1, 2], _Voters(rng.integers(0, 30, 30)))
+        expected.append(plain / plain.sum())
+    np.testing.assert_allclose(fusion.bags_, expected)
+    np.testing.assert_allclose(weights, np.mean(expected, axis=0))
+    assert weights[0] == 0 and len({tuple(b) for b in fusion.bags_}) > 1
+    # the search on all users is still made and logged (its fallback part too); every vector once
+    plain, _ = _search([1, 2], _Voters())
+    assert fusion.fallback_["weights"] == [0.0, *(plain[1:]).tolist()]
+    tried = [tuple(s["weights"]) for s in fusion.search_]
+    assert len(tried) == len(set(tried))
+
+
+def test_bagged_fusion_keeps_the_collaborative_quality_when_text_is_noise():
+    split = grouped(200, 6, seed=1)
+    valid, test = Evaluator(split, "valid", ks=(5,)), Evaluator(split, "test", ks=(5,))
+    fusion = create("fusion", components=[TEXT, {"model": "itemknn"}], metric="ndcg@5", bags=5, fallback=[1])
+    fusion.fit(split.train, titles(informative=False, seed=1), validation=valid)
+    knn = create("itemknn").fit(split.train)
+    assert fusion.weights_.sum() == pytest.approx(1.0) and fusion.weights_[1] > fusion.weights_[0]
+    assert test.evaluate(fusion).means()["ndcg@5"] >= test.evaluate(knn).means()["ndcg@5"] - 0.01
 
 
 def test_bad_specs_are_refused():

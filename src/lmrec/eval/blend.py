@@ -96,10 +96,14 @@ class ShortlistBlend:
         return ids.numpy(), on_list, bounds
 
     def value(self, weights: np.ndarray) -> float:
+        return _nanmean(self.per_user_values(weights))
+
+    def per_user_values(self, weights: np.ndarray) -> np.ndarray:
+        """The metric of each user (NaN for a user without a relevant item), in the evaluator's user order."""
         self.ranked_in_full = 0
         tops = [self._top(start, ids, on_list, bounds, weights) for start, ids, on_list, bounds in self.chunks]
         hit = _hits(np.concatenate(tops), self.targets)
-        return _nanmean(self.per_user(hit, self.n_relevant, self.k))
+        return self.per_user(hit, self.n_relevant, self.k)
 
     def _top(self, start: int, ids: np.ndarray, on_list: np.ndarray, bounds: np.ndarray,
              weights: np.ndarray) -> np.ndarray:
