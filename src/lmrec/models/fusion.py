@@ -304,7 +304,8 @@ def standardised(scores: np.ndarray) -> np.ndarray:
 
 
 def _mean(values: np.ndarray) -> float:
-    """The mean over the users who have one (a user without a relevant item has NaN)."""
+    """The mean over the users who have one (a user without a relevant item has NaN); the Evaluator's own
+    (``lmrec.eval.results``) sits above the models, and the search must match its value to the last bit."""
     values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else float("nan")
 
