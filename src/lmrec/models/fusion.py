@@ -17,7 +17,8 @@ per-user shortlists (``lmrec.eval.blend``: exact, several times faster than rank
 one); other metrics rank the catalogue. With ``bags`` the search also runs on that many bootstrap resamples
 of the validation users and the fusion takes the mean of their weights (each scaled to sum 1): with a dozen
 components the one search fits the particular validation users closely (on ~1,000 users its validation gains
-mostly did not carry to test), and the mean of the resamples' choices is steadier. Each weight vector's
+mostly did not carry to test), and the mean of the resamples' choices depends less on which users they are
+(on the leaderboard it was no test gain: ``docs/training.md``). Each weight vector's
 per-user metric is computed once, so a resample costs only the vectors no earlier search tried.
 A component whose weight ends at zero is not scored at all.
 """
