@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-recbole"
 WORK = HERE / "work"
 RESULTS = HERE.parent / "results"
-RECBOLE_DEPS = ["torch==2.13.0", "numpy<2.4", "scipy", "pandas", "tqdm", "colorlog==4.7.2", "colorama==0.4.4",
+# pandas 3 makes the chained in-place fillna in RecBole 1.2.1's dataset.py a silent no-op (copy-on-write)
+RECBOLE_DEPS = ["torch==2.13.0", "numpy<2.4", "scipy", "pandas<3", "tqdm", "colorlog==4.7.2", "colorama==0.4.4",
                 "scikit-learn", "pyyaml", "tensorboard", "thop", "tabulate", "plotly", "texttable"]
 MODELS = {  # lmrec name -> RecBole name, RecBole config (its defaults unless stated)
     "pop": ("Pop", {"epochs": 1}),
