@@ -1,21 +1,22 @@
 """Does the LM fusion fall back to collaborative signal when item text says nothing, or says the wrong thing?
 
-Usage: LMREC_DATA=../shared/data python bench/uninformative_text.py [--variants real,codes,shuffled]
+Usage: LMREC_DATA=../shared/data python bench/uninformative_text.py [--dataset movielens-100k]
+       [--variants real,codes,shuffled]
 
-The leaderboard's datasets all have telling item text. Here MovieLens-100K (leave-one-out) is run three times
-with the same events and only the item text changed:
+The leaderboard's datasets all have telling item text. Here one of them (MovieLens-100K by default, on the
+leaderboard's split) is run three times with the same events and only the item text changed:
 * ``real``: the dataset's text (title, year, genres), the control;
 * ``codes``: every item's text replaced by a meaningless product code (``"SKU 3F9A-27C1"``, random per item),
   the "names only / codes" case: the text vectors tell items apart but say nothing about them;
 * ``shuffled``: every item gets another item's real text (a random permutation), text that misleads.
-Per variant the text models are fitted with the configurations the leaderboard tuned for MovieLens-100K
+Per variant the text models are fitted with the configurations the leaderboard tuned for the dataset
 (``bench/results/leaderboard.json``; defaults where a record is missing): TextSeqRec and lmcontent, and two
 LM fusions with the fallback, as on the leaderboard: ``fusion`` (TextSeqRec + SASRec + EASE) and
 ``fusion-5`` (lmcontent + TextSeqRec + ItemKNN + EASE + SASRec). The ID models (ItemKNN, EASE, SASRec) and the
 no-text twins ``fusion-id`` / ``fusion-5-id`` do not read text and are fitted once. Each LM row is compared per
 test user (paired t-test on NDCG@10) with its no-text twin and with the best single ID model; the test part
-is read once per model. Writes ``bench/results/uninformative_text.json``; models under
-``runs/uninformative_text/``.
+is read once per model. Writes ``bench/results/uninformative_text.json`` (one record per dataset and row,
+a dataset run again replaces its own); models under ``runs/uninformative_text/<dataset>/``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from leaderboard import DATASETS
 from provenance import stamp
 
 from lmrec.data import PrepareConfig, prepare
@@ -36,7 +38,6 @@ from lmrec.eval import Evaluator
 from lmrec.eval.results import compare
 from lmrec.registry import create
 
-DATASET = "movielens-100k"
 RESULTS = Path(__file__).parent / "results" / "uninformative_text.json"
 LEADERBOARD = Path(__file__).parent / "results" / "leaderboard.json"
 RUNS = Path("runs/uninformative_text")
@@ -46,12 +47,12 @@ FUSIONS = {"fusion": (("textseq", "sasrec", "ease"), [1, 2]),
            "fusion-5": (("lmcontent", "textseq", "itemknn", "ease", "sasrec"), [2, 3, 4])}
 
 
-def tuned_params() -> dict[str, dict[str, Any]]:
-    """The leaderboard's tuned configuration of each model on MovieLens-100K."""
+def tuned_params(dataset: str) -> dict[str, dict[str, Any]]:
+    """The leaderboard's tuned configuration of each model on ``dataset``."""
     if not LEADERBOARD.is_file():
         return {}
     return {r["model"]: dict(r["params"]) for r in json.loads(LEADERBOARD.read_text())["records"]
-            if r["dataset"] == DATASET and not r["model"].startswith("fusion")}
+            if r["dataset"] == dataset and not r["model"].startswith("fusion")}
 
 
 def text_variant(items: ItemTable, variant: str, seed: int) -> ItemTable:
@@ -71,13 +72,15 @@ def text_variant(items: ItemTable, variant: str, seed: int) -> ItemTable:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=list(DATASETS), default="movielens-100k")
     ap.add_argument("--variants", default="real,codes,shuffled")
     ap.add_argument("--seed", type=int, default=0, help="seed of the codes and of the permutation")
     args = ap.parse_args()
     if not os.environ.get("LMREC_DATA"):
         raise SystemExit("set LMREC_DATA to the data home (e.g. ../shared/data)")
-    p = prepare(PrepareConfig(dataset=DATASET, split="loo"))
-    params = tuned_params()
+    p = prepare(PrepareConfig(dataset=args.dataset, split=DATASETS[args.dataset]))
+    params = tuned_params(args.dataset)
+    runs = RUNS / args.dataset
     valid, test = Evaluator(p.split, "valid", ks=(10,)), Evaluator(p.split, "test", ks=(10,))
     results: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
@@ -88,14 +91,14 @@ def main() -> None:
         model.fit(p.split.train, items, validation=valid if model.uses_validation else None)
         seconds = time.perf_counter() - started
         results[name] = test.evaluate(model)
-        model.save(RUNS / name)
+        model.save(runs / name)
         m = results[name].means()
         print(f"{name:24s} ndcg@10 {m['ndcg@10']:.4f}  recall@10 {m['recall@10']:.4f}  fit {seconds:.0f}s", flush=True)
         return model, seconds
 
     def record(name: str, variant: str | None, seconds: float, against: list[str], **more: Any) -> None:
         m = results[name].means()
-        rec = {"name": name, "variant": variant, "ndcg@10": round(m["ndcg@10"], 4),
+        rec = {"dataset": args.dataset, "name": name, "variant": variant, "ndcg@10": round(m["ndcg@10"], 4),
                "recall@10": round(m["recall@10"], 4), "fit_seconds": round(seconds, 1), **more}
         for other in against:
             c = compare(results[name], results[other], "ndcg@10")
@@ -103,7 +106,7 @@ def main() -> None:
         records.append(rec | stamp())
 
     def fusion(name: str, sources: list[str], fallback: list[int], items: ItemTable) -> tuple[Any, float]:
-        components = [{"saved": str(RUNS / s)} for s in sources]
+        components = [{"saved": str(runs / s)} for s in sources]
         return fit(name, "fusion", items, {"components": components, "fallback": fallback})
 
     for m in ID_MODELS:
@@ -124,10 +127,11 @@ def main() -> None:
             model, seconds = fusion(f"{f}-{variant}", sources, fallback, items)
             record(f"{f}-{variant}", variant, seconds, [f"{f}-id", best_id],
                    weights=dict(zip(parts, model.weights_.tolist())))
-    RESULTS.write_text(json.dumps({"dataset": DATASET, "split": "loo", "best_single_id_model": best_id,
-                                   "evaluation": "test part, full ranking, train+valid items masked; p: paired "
-                                                 "t-test over test users on NDCG@10",
-                                   "records": records}, indent=2) + "\n")
+    old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+    kept = [r for r in old if r.get("dataset", "movielens-100k") != args.dataset]
+    RESULTS.write_text(json.dumps({"evaluation": "the leaderboard's split; test part, full ranking, train+valid "
+                                                 "items masked; p: paired t-test over test users on NDCG@10",
+                                   "records": kept + records}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 
