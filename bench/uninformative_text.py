@@ -42,6 +42,8 @@ RESULTS = Path(__file__).parent / "results" / "uninformative_text.json"
 LEADERBOARD = Path(__file__).parent / "results" / "leaderboard.json"
 RUNS = Path("runs/uninformative_text")
 ID_MODELS = ("itemknn", "ease", "sasrec")
+TEXT_MODELS = ("textseq", "lmcontent")
+VARIANTS = ("real", "codes", "shuffled")
 # fusion name -> (components, indices of the non-text ones: the fallback)
 FUSIONS = {"fusion": (("textseq", "sasrec", "ease"), [1, 2]),
            "fusion-5": (("lmcontent", "textseq", "itemknn", "ease", "sasrec"), [2, 3, 4])}
@@ -67,17 +69,20 @@ def text_variant(items: ItemTable, variant: str, seed: int) -> ItemTable:
         order = rng.permutation(len(items))
         return ItemTable(items.ids, {f: items[f][order] for f in items.fields}, template=items.template,
                          title_field=items.title_field)
-    raise SystemExit(f"unknown variant {variant}; known: real, codes, shuffled")
+    raise AssertionError(variant)  # main() checks the names first
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=list(DATASETS), default="movielens-100k")
-    ap.add_argument("--variants", default="real,codes,shuffled")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seed", type=int, default=0, help="seed of the codes and of the permutation")
     args = ap.parse_args()
     if not os.environ.get("LMREC_DATA"):
         raise SystemExit("set LMREC_DATA to the data home (e.g. ../shared/data)")
+    variants = args.variants.split(",")
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        raise SystemExit(f"unknown variant {unknown[0]}; known: {', '.join(VARIANTS)}")
     p = prepare(PrepareConfig(dataset=args.dataset, split=DATASETS[args.dataset]))
     params = tuned_params(args.dataset)
     runs = RUNS / args.dataset
@@ -117,18 +122,18 @@ def main() -> None:
         model, seconds = fusion(f"{f}-id", [parts[i] for i in fallback], [], p.items)
         record(f"{f}-id", None, seconds, [best_id], weights=dict(zip([parts[i] for i in fallback],
                                                                       model.weights_.tolist())))
-    for variant in args.variants.split(","):
+    for variant in variants:
         items = text_variant(p.items, variant, args.seed)
-        for m in ("textseq", "lmcontent"):
+        for m in TEXT_MODELS:
             _, seconds = fit(f"{m}-{variant}", m, items, params.get(m, {}))
             record(f"{m}-{variant}", variant, seconds, [best_id])
         for f, (parts, fallback) in FUSIONS.items():
-            sources = [f"{c}-{variant}" if c in ("textseq", "lmcontent") else c for c in parts]
+            sources = [f"{c}-{variant}" if c in TEXT_MODELS else c for c in parts]
             model, seconds = fusion(f"{f}-{variant}", sources, fallback, items)
             record(f"{f}-{variant}", variant, seconds, [f"{f}-id", best_id],
                    weights=dict(zip(parts, model.weights_.tolist())))
     old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
-    kept = [r for r in old if r.get("dataset", "movielens-100k") != args.dataset]
+    kept = [r for r in old if r["dataset"] != args.dataset]
     RESULTS.write_text(json.dumps({"evaluation": "the leaderboard's split; test part, full ranking, train+valid "
                                                  "items masked; p: paired t-test over test users on NDCG@10",
                                    "records": kept + records}, indent=2) + "\n")
