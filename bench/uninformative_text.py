@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from leaderboard import DATASETS
+from leaderboard import load as leaderboard_records
 from provenance import stamp
 
 from lmrec.data import PrepareConfig, prepare
@@ -39,7 +40,6 @@ from lmrec.eval.results import compare
 from lmrec.registry import create
 
 RESULTS = Path(__file__).parent / "results" / "uninformative_text.json"
-LEADERBOARD = Path(__file__).parent / "results" / "leaderboard.json"
 RUNS = Path("runs/uninformative_text")
 ID_MODELS = ("itemknn", "ease", "sasrec")
 TEXT_MODELS = ("textseq", "lmcontent")
@@ -51,9 +51,7 @@ FUSIONS = {"fusion": (("textseq", "sasrec", "ease"), [1, 2]),
 
 def tuned_params(dataset: str) -> dict[str, dict[str, Any]]:
     """The leaderboard's tuned configuration of each model on ``dataset``."""
-    if not LEADERBOARD.is_file():
-        return {}
-    return {r["model"]: dict(r["params"]) for r in json.loads(LEADERBOARD.read_text())["records"]
+    return {r["model"]: dict(r["params"]) for r in leaderboard_records()
             if r["dataset"] == dataset and not r["model"].startswith("fusion")}
 
 
